@@ -1,0 +1,89 @@
+//! Stage 3b: turn a principal and a requested (action, resource, context) into Cedar's entities
+//! and request, each checked against the schema.
+//!
+//! Names the caller sends are scoped to the principal's pool: resource type `Stock` from a
+//! merchant-pool token means `Merchant::Stock`, action `update` means
+//! `Merchant::Action::"update"`. Ids are opaque strings and never parsed as Cedar syntax.
+
+use std::str::FromStr;
+
+use cedar_policy::{Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, Schema};
+use serde_json::{Map, Value, json};
+
+use crate::config::is_identifier;
+use crate::decision::{AccessRequest, DecisionError};
+use crate::principal::Principal;
+
+/// The Cedar request and entities for one access question.
+pub struct CedarInput {
+    /// Principal, action, resource and context, validated against the schema.
+    pub request: Request,
+    /// The principal and resource entities, plus the schema's actions.
+    pub entities: Entities,
+}
+
+/// The principal's entity: `<Namespace>::User::"<sub>"`, child of one `<Namespace>::Group` per
+/// group, with the claim attributes and flags the schema declares.
+pub fn principal_entity(principal: &Principal, schema: &Schema) -> Result<Entity, DecisionError> {
+    let mut attrs = Map::new();
+    attrs.insert("sub".into(), json!(principal.sub));
+    attrs.insert("pool".into(), json!(principal.pool));
+    attrs.insert("token_use".into(), json!(principal.token_use.as_str()));
+    if let Some(email) = &principal.email {
+        attrs.insert("email".into(), json!(email));
+    }
+    attrs.insert("flags".into(), json!(principal.flags));
+    attrs.insert("scopes".into(), json!(principal.scopes));
+    for (name, value) in &principal.attributes {
+        attrs.insert(name.clone(), json!(value));
+    }
+    let group_type = format!("{}::Group", principal.namespace);
+    let parents: Vec<Value> = principal.groups.iter().map(|group| json!({"type": group_type, "id": group})).collect();
+    let entity = json!({
+        "uid": {"type": format!("{}::User", principal.namespace), "id": principal.sub},
+        "attrs": attrs,
+        "parents": parents,
+    });
+    Entity::from_json_value(entity, Some(schema))
+        .map_err(|err| DecisionError::PrincipalSchema(format!("pool `{}`: {err}", principal.pool)))
+}
+
+/// Builds the validated Cedar request and entities for `ask` by `principal`.
+pub fn cedar_input(
+    principal: Entity,
+    namespace: &str,
+    ask: &AccessRequest,
+    schema: &Schema,
+) -> Result<CedarInput, DecisionError> {
+    let invalid = |message: String| DecisionError::InvalidRequest(message);
+    if !is_identifier(&ask.resource.type_name) {
+        return Err(invalid(format!("unknown resource type `{}`", ask.resource.type_name)));
+    }
+    let resource_type = EntityTypeName::from_str(&format!("{namespace}::{}", ask.resource.type_name))
+        .map_err(|_| invalid(format!("unknown resource type `{}`", ask.resource.type_name)))?;
+    if !schema.entity_types().any(|known| known == &resource_type) {
+        return Err(invalid(format!("unknown resource type `{}`", ask.resource.type_name)));
+    }
+    let resource_uid = EntityUid::from_type_name_and_id(resource_type, EntityId::new(&ask.resource.id));
+    let resource = json!({
+        "uid": {"type": format!("{namespace}::{}", ask.resource.type_name), "id": ask.resource.id},
+        "attrs": ask.resource.attributes,
+        "parents": [],
+    });
+    let resource = Entity::from_json_value(resource, Some(schema))
+        .map_err(|err| invalid(format!("resource does not match the schema: {err}")))?;
+
+    let action_type = EntityTypeName::from_str(&format!("{namespace}::Action"))
+        .map_err(|_| DecisionError::PrincipalSchema(format!("namespace `{namespace}` is not valid")))?;
+    let action = EntityUid::from_type_name_and_id(action_type, EntityId::new(&ask.action));
+    if !schema.actions().any(|known| known == &action) {
+        return Err(invalid(format!("unknown action `{}`", ask.action)));
+    }
+    let context = Context::from_json_value(Value::Object(ask.context.clone()), Some((schema, &action)))
+        .map_err(|err| invalid(format!("context does not match the schema: {err}")))?;
+    let request = Request::new(principal.uid(), action, resource_uid, context, Some(schema))
+        .map_err(|err| invalid(format!("request does not match the schema: {err}")))?;
+    let entities = Entities::from_entities([principal, resource], Some(schema))
+        .map_err(|err| invalid(format!("entities do not match the schema: {err}")))?;
+    Ok(CedarInput { request, entities })
+}

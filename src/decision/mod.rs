@@ -1,0 +1,126 @@
+//! Stage 3: "may this principal do this action on this resource?"
+//!
+//! [`Decider::decide`] asks Cedar and reads its answer strictly: Cedar skips a policy whose
+//! evaluation errors, which would let an erroring `forbid` stop forbidding, so any evaluation
+//! error turns the answer into a deny. No policy matching is a deny too (Cedar's default).
+//!
+//! INVARIANT: `decide` returns `allow: true` only for a Cedar Allow with no errors.
+
+pub mod entities;
+pub mod policies;
+
+use cedar_policy::{Authorizer, Decision as CedarDecision, PolicySet, Schema};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::decision::policies::PolicyBundle;
+use crate::principal::Principal;
+
+/// Why no decision could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum DecisionError {
+    /// The action, resource or context does not fit the schema: the caller's mistake (`400`).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The principal built from a valid token does not fit the schema: a configuration mistake
+    /// (a mapped attribute the schema lacks), never the caller's (`500`).
+    #[error("principal does not match the schema: {0}")]
+    PrincipalSchema(String),
+}
+
+/// One access question: may the principal do `action` on `resource`?
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRequest {
+    /// Action name within the pool's namespace, e.g. `update`.
+    pub action: String,
+    /// The resource acted on.
+    pub resource: ResourceRef,
+    /// Request context, checked against the action's context type.
+    #[serde(default)]
+    pub context: Map<String, Value>,
+}
+
+/// A resource named by the caller.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceRef {
+    /// Entity type within the pool's namespace, e.g. `Stock`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Opaque id.
+    pub id: String,
+    /// Attributes the policies read, e.g. `org_id`.
+    #[serde(default)]
+    pub attributes: Map<String, Value>,
+}
+
+/// Cedar's answer, read strictly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// True only for an Allow without evaluation errors.
+    pub allow: bool,
+    /// Ids of the policies that determined the answer.
+    pub determining_policies: Vec<String>,
+    /// Evaluation errors; any of them forces a deny.
+    pub errors: Vec<String>,
+}
+
+/// The schema, the policies and Cedar's authorizer.
+pub struct Decider {
+    schema: Schema,
+    policies: PolicySet,
+    authorizer: Authorizer,
+}
+
+impl Decider {
+    /// Wraps a validated policy bundle.
+    pub fn new(bundle: PolicyBundle) -> Self {
+        Self { schema: bundle.schema, policies: bundle.policies, authorizer: Authorizer::new() }
+    }
+
+    /// The schema the policies were validated against.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Decides one access question.
+    pub fn decide(&self, principal: &Principal, ask: &AccessRequest) -> Result<Decision, DecisionError> {
+        let entity = entities::principal_entity(principal, &self.schema)?;
+        self.decide_for_entity(entity, &principal.namespace, ask)
+    }
+
+    /// Decides several questions for one principal, in order; the first invalid one fails all.
+    pub fn decide_all(&self, principal: &Principal, asks: &[AccessRequest]) -> Result<Vec<Decision>, DecisionError> {
+        let entity = entities::principal_entity(principal, &self.schema)?;
+        asks.iter()
+            .enumerate()
+            .map(|(index, ask)| {
+                self.decide_for_entity(entity.clone(), &principal.namespace, ask).map_err(|err| match err {
+                    DecisionError::InvalidRequest(message) => {
+                        DecisionError::InvalidRequest(format!("items[{index}]: {message}"))
+                    }
+                    other => other,
+                })
+            })
+            .collect()
+    }
+
+    fn decide_for_entity(
+        &self,
+        principal: cedar_policy::Entity,
+        namespace: &str,
+        ask: &AccessRequest,
+    ) -> Result<Decision, DecisionError> {
+        let input = entities::cedar_input(principal, namespace, ask, &self.schema)?;
+        let response = self.authorizer.is_authorized(&input.request, &self.policies, &input.entities);
+        let errors: Vec<String> = response.diagnostics().errors().map(ToString::to_string).collect();
+        let allow = response.decision() == CedarDecision::Allow && errors.is_empty();
+        let determining_policies = if errors.is_empty() {
+            response.diagnostics().reason().map(ToString::to_string).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Decision { allow, determining_policies, errors })
+    }
+}

@@ -1,0 +1,143 @@
+//! `POST /v1/check` and `POST /v1/check/batch`: the decision path, stage by stage.
+//!
+//! Each handler reads as the pipeline: bearer token → `token::Verifier::verify` → flags →
+//! `principal::build` → `Decider::decide` → JSON answer. The token is checked before the body is
+//! read, so an unauthenticated caller learns nothing about the schema. A deny is a normal `200`.
+
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use serde::{Deserialize, Serialize};
+
+use crate::decision::{AccessRequest, Decision};
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::principal::{self, Principal};
+use crate::token::bearer;
+
+/// Most items one batch may hold.
+pub const MAX_BATCH_ITEMS: usize = 100;
+
+/// `POST /v1/check/batch` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    items: Vec<AccessRequest>,
+}
+
+#[derive(Debug, Serialize)]
+struct PrincipalView<'a> {
+    sub: &'a str,
+    groups: &'a [String],
+    flags: &'a [String],
+}
+
+#[derive(Debug, Serialize)]
+struct DecisionView {
+    decision: &'static str,
+    determining_policies: Vec<String>,
+    errors: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct CheckResponse<'a> {
+    #[serde(flatten)]
+    decision: DecisionView,
+    pool: &'a str,
+    principal: PrincipalView<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct BatchResponse<'a> {
+    pool: &'a str,
+    principal: PrincipalView<'a>,
+    results: Vec<DecisionView>,
+}
+
+/// Decides one (action, resource) question for the bearer of the token.
+#[post("/v1/check")]
+pub async fn check(
+    request: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let principal = authenticate(&request, &state).await?;
+    let ask: AccessRequest = read_json(body, state.max_body_bytes).await?;
+    let decision = state.decider.decide(&principal, &ask)?;
+    log_decision(&principal, &ask, &decision);
+    Ok(HttpResponse::Ok().json(CheckResponse {
+        decision: DecisionView::from(decision),
+        pool: &principal.pool,
+        principal: PrincipalView::from(&principal),
+    }))
+}
+
+/// Decides up to [`MAX_BATCH_ITEMS`] questions for one token, answered in order.
+#[post("/v1/check/batch")]
+pub async fn check_batch(
+    request: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let principal = authenticate(&request, &state).await?;
+    let batch: BatchRequest = read_json(body, state.max_body_bytes).await?;
+    if batch.items.is_empty() || batch.items.len() > MAX_BATCH_ITEMS {
+        return Err(ApiError::InvalidRequest(format!("items: between 1 and {MAX_BATCH_ITEMS} items are accepted")));
+    }
+    let decisions = state.decider.decide_all(&principal, &batch.items)?;
+    for (ask, decision) in batch.items.iter().zip(&decisions) {
+        log_decision(&principal, ask, decision);
+    }
+    Ok(HttpResponse::Ok().json(BatchResponse {
+        pool: &principal.pool,
+        principal: PrincipalView::from(&principal),
+        results: decisions.into_iter().map(DecisionView::from).collect(),
+    }))
+}
+
+/// Stages 1 and 2: verify the bearer token and join its claims with the user's flags.
+async fn authenticate(request: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
+    let headers: Vec<&[u8]> = request.headers().get_all(AUTHORIZATION).map(|value| value.as_bytes()).collect();
+    let raw = bearer::extract(&headers)?;
+    let token = state.verifier.verify(raw).await?;
+    let flags = state.flags.load(token.pool.name(), &token.claims.sub).await?;
+    Ok(principal::build(&token, flags))
+}
+
+async fn read_json<T: for<'de> Deserialize<'de>>(body: web::Payload, limit: usize) -> Result<T, ApiError> {
+    let bytes = body
+        .to_bytes_limited(limit)
+        .await
+        .map_err(|_| ApiError::BodyTooLarge(limit))?
+        .map_err(|_| ApiError::InvalidRequest("the request body could not be read".into()))?;
+    serde_json::from_slice(&bytes).map_err(|err| ApiError::InvalidRequest(format!("invalid JSON body: {err}")))
+}
+
+fn log_decision(principal: &Principal, ask: &AccessRequest, decision: &Decision) {
+    tracing::debug!(
+        pool = %principal.pool,
+        sub = %principal.sub,
+        action = %ask.action,
+        resource_type = %ask.resource.type_name,
+        resource_id = %ask.resource.id,
+        allow = decision.allow,
+        policies = ?decision.determining_policies,
+        errors = decision.errors.len(),
+        "decision"
+    );
+}
+
+impl<'a> From<&'a Principal> for PrincipalView<'a> {
+    fn from(principal: &'a Principal) -> Self {
+        Self { sub: &principal.sub, groups: &principal.groups, flags: &principal.flags }
+    }
+}
+
+impl From<Decision> for DecisionView {
+    fn from(decision: Decision) -> Self {
+        Self {
+            decision: if decision.allow { "allow" } else { "deny" },
+            determining_policies: decision.determining_policies,
+            errors: decision.errors,
+        }
+    }
+}

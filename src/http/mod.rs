@@ -1,0 +1,30 @@
+//! The HTTP surface: the route table and the shared state handlers read.
+//!
+//! INVARIANT: only `http/`, `error.rs` and `startup.rs` know about actix-web; the stages they
+//! call (`token`, `principal`, `decision`) are plain async Rust.
+
+pub mod check;
+pub mod health;
+
+use actix_web::web;
+
+use crate::decision::Decider;
+use crate::principal::flags::FlagStore;
+use crate::token::Verifier;
+
+/// Everything a handler needs, shared by all workers.
+pub struct AppState {
+    /// Stage 1.
+    pub verifier: Verifier,
+    /// Stage 2.
+    pub flags: FlagStore,
+    /// Stage 3.
+    pub decider: Decider,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+/// Registers every route.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config.service(check::check).service(check::check_batch).service(health::healthz).service(health::readyz);
+}

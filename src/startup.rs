@@ -1,0 +1,117 @@
+//! Wiring: settings in, a bound server out.
+//!
+//! [`build`] loads and validates the policies, checks that every pool's principal fits the
+//! schema, connects and migrates the database, fetches every pool's keys, starts the background
+//! key refreshers and binds the HTTP server to the given listener. Anything wrong refuses to
+//! start with every problem listed; a pool whose keys cannot be fetched yet does not, it only
+//! keeps `/readyz` at 503 until its keys arrive.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use tracing_actix_web::TracingLogger;
+
+use crate::config::{Settings, TokenUse};
+use crate::decision::{Decider, entities, policies};
+use crate::http::{self, AppState};
+use crate::principal::Principal;
+use crate::principal::flags::FlagStore;
+use crate::token::Verifier;
+use crate::token::jwks::Jwks;
+use crate::token::pool::Pool;
+use crate::{db, dev};
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    refreshers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Application {
+    /// The port the server listens on (useful when bound to port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the server stops (SIGINT or SIGTERM: in-flight requests finish first).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        for refresher in self.refreshers {
+            refresher.abort();
+        }
+        result
+    }
+}
+
+/// Loads the policies and checks that every pool's principal fits the schema.
+pub fn load_decider(settings: &Settings) -> anyhow::Result<Decider> {
+    let bundle = policies::load(&settings.policies_dir)?;
+    let decider = Decider::new(bundle);
+    let mut problems = Vec::new();
+    for pool in &settings.pools {
+        let sample = Principal {
+            pool: pool.name.clone(),
+            namespace: pool.namespace.clone(),
+            sub: "sample".into(),
+            token_use: TokenUse::Id,
+            groups: vec!["sample".into()],
+            email: Some("sample@example.com".into()),
+            scopes: vec!["sample".into()],
+            attributes: pool.attributes.iter().map(|(name, _)| (name.clone(), "sample".into())).collect(),
+            flags: Arc::from(vec!["sample".to_owned()]),
+        };
+        if let Err(err) = entities::principal_entity(&sample, decider.schema()) {
+            problems.push(format!("pools.{}: {err}", pool.name));
+        }
+    }
+    if !problems.is_empty() {
+        anyhow::bail!("the schema does not fit the configured pools:\n  {}", problems.join("\n  "));
+    }
+    Ok(decider)
+}
+
+/// Builds the application on `listener`.
+pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Application> {
+    dev::ensure_keys(&settings)?;
+    let decider = load_decider(&settings)?;
+    let db = db::connect(&settings.database).await?;
+    db::migrate(&db).await?;
+
+    let jwks = Jwks::new(&settings.jwks, &settings.pools).context("cannot build the HTTP client")?;
+    let pools = settings.pools.iter().cloned().map(Pool::new).map(Arc::new).collect();
+    let verifier = Verifier::new(pools, jwks);
+    verifier.jwks().refresh_all().await;
+
+    let state = web::Data::new(AppState {
+        verifier,
+        flags: FlagStore::new(db, &settings.cache),
+        decider,
+        max_body_bytes: settings.max_body_bytes,
+    });
+    let refreshers = settings
+        .pools
+        .iter()
+        .map(|pool| {
+            let state = state.clone();
+            let pool = pool.name.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(state.verifier.jwks().next_refresh_in(&pool).await).await;
+                    state.verifier.jwks().refresh(&pool).await;
+                }
+            })
+        })
+        .collect();
+
+    let port = listener.local_addr()?.port();
+    let server = HttpServer::new(move || {
+        App::new().wrap(TracingLogger::default()).app_data(state.clone()).configure(http::routes)
+    })
+    .listen(listener)?
+    .run();
+    Ok(Application { port, server, refreshers })
+}

@@ -1,0 +1,150 @@
+//! Stage 1e: the claims of a token whose signature is verified, checked and typed.
+//!
+//! Cognito's claim types vary, so every claim is read from raw JSON on purpose: a claim of the
+//! wrong type is an error, never "absent"; a groups claim that is absent means "no groups".
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+
+use crate::config::{ClientPolicy, TokenUse};
+use crate::token::TokenError;
+use crate::token::pool::Pool;
+
+/// Claims of a verified token, in the form the principal is built from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedClaims {
+    /// The user's stable id within the pool.
+    pub sub: String,
+    /// Whether this is an ID or an access token.
+    pub token_use: TokenUse,
+    /// Groups from the pool's groups claim; empty when the claim is absent.
+    pub groups: Vec<String>,
+    /// The `email` claim, when present.
+    pub email: Option<String>,
+    /// OAuth scopes of an access token; empty for ID tokens.
+    pub scopes: Vec<String>,
+    /// Mapped principal attributes (attribute name, claim value) present in the token.
+    pub attributes: Vec<(String, String)>,
+}
+
+/// Checks time, `token_use`, client and subject claims against the pool's rules.
+pub fn check(pool: &Pool, claims: &Map<String, Value>) -> Result<VerifiedClaims, TokenError> {
+    let settings = pool.settings();
+    let now = now_secs();
+    let leeway = settings.leeway.as_secs_f64();
+    let exp = number(claims, "exp")?.ok_or_else(|| TokenError::InvalidClaims("`exp` is required".into()))?;
+    if now >= exp + leeway {
+        return Err(TokenError::Expired);
+    }
+    if let Some(nbf) = number(claims, "nbf")?
+        && nbf > now + leeway
+    {
+        return Err(TokenError::NotYetValid);
+    }
+    if let Some(iat) = number(claims, "iat")?
+        && iat > now + leeway
+    {
+        return Err(TokenError::IssuedInFuture);
+    }
+    if claims.get("iss").and_then(Value::as_str) != Some(settings.issuer.as_str()) {
+        return Err(TokenError::UnknownIssuer);
+    }
+    let token_use = match string(claims, "token_use")? {
+        Some("id") => TokenUse::Id,
+        Some("access") => TokenUse::Access,
+        Some(_) => return Err(TokenError::WrongTokenUse),
+        None => return Err(TokenError::InvalidClaims("`token_use` is required".into())),
+    };
+    if !settings.token_use.contains(&token_use) {
+        return Err(TokenError::WrongTokenUse);
+    }
+    check_client(&settings.clients, token_use, claims)?;
+    let sub = match string(claims, "sub")? {
+        Some(sub) if !sub.is_empty() => sub.to_owned(),
+        _ => return Err(TokenError::InvalidClaims("`sub` is required".into())),
+    };
+    let groups = match claims.get(settings.groups_claim.as_str()) {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| wrong_type(&settings.groups_claim))?,
+        Some(_) => return Err(wrong_type(&settings.groups_claim)),
+    };
+    let scopes = match token_use {
+        TokenUse::Access => string(claims, "scope")?
+            .map(|scope| scope.split_ascii_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default(),
+        TokenUse::Id => Vec::new(),
+    };
+    let mut attributes = Vec::with_capacity(settings.attributes.len());
+    for (attribute, claim) in &settings.attributes {
+        let value = match claims.get(claim.as_str()) {
+            None => continue,
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::Bool(b)) => b.to_string(),
+            Some(_) => return Err(wrong_type(claim)),
+        };
+        attributes.push((attribute.clone(), value));
+    }
+    Ok(VerifiedClaims {
+        sub,
+        token_use,
+        groups,
+        email: string(claims, "email")?.map(str::to_owned),
+        scopes,
+        attributes,
+    })
+}
+
+/// ID tokens name their client in `aud` (a string, or a list per RFC 7519); access tokens in
+/// `client_id`.
+fn check_client(clients: &ClientPolicy, token_use: TokenUse, claims: &Map<String, Value>) -> Result<(), TokenError> {
+    let claim = match token_use {
+        TokenUse::Id => "aud",
+        TokenUse::Access => "client_id",
+    };
+    let named: Vec<&str> = match claims.get(claim) {
+        Some(Value::String(client)) => vec![client.as_str()],
+        Some(Value::Array(items)) if token_use == TokenUse::Id && !items.is_empty() => {
+            items.iter().map(Value::as_str).collect::<Option<Vec<_>>>().ok_or_else(|| wrong_type(claim))?
+        }
+        Some(_) => return Err(wrong_type(claim)),
+        None => return Err(TokenError::InvalidClaims(format!("`{claim}` is required"))),
+    };
+    match clients {
+        ClientPolicy::Any => Ok(()),
+        ClientPolicy::Only(allowed) if named.iter().any(|client| allowed.contains(*client)) => Ok(()),
+        ClientPolicy::Only(_) => Err(TokenError::ClientNotAllowed),
+    }
+}
+
+/// A NumericDate claim: absent is `None`, anything but a JSON number is an error.
+fn number(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or_else(|| wrong_type(name)),
+        Some(_) => Err(wrong_type(name)),
+    }
+}
+
+fn string<'a>(claims: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(wrong_type(name)),
+    }
+}
+
+fn wrong_type(claim: &str) -> TokenError {
+    TokenError::InvalidClaims(format!("`{claim}` has the wrong type"))
+}
+
+/// Seconds since the epoch, with the fraction: a token whose `exp` is this very second is
+/// already expired, as with Cognito's own verifier.
+fn now_secs() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}

@@ -1,0 +1,32 @@
+//! Stage 1c: route a token to its pool by the exact string of its unverified `iss`.
+//!
+//! An unknown issuer is rejected here, before any key is looked up or fetched.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::token::pool::Pool;
+
+/// The trusted pools, by issuer.
+#[derive(Debug)]
+pub struct Issuers {
+    by_issuer: HashMap<String, Arc<Pool>>,
+}
+
+impl Issuers {
+    /// Indexes `pools` by issuer; the configuration guarantees issuers are unique.
+    pub fn new(pools: impl IntoIterator<Item = Arc<Pool>>) -> Self {
+        let by_issuer = pools.into_iter().map(|pool| (pool.settings().issuer.clone(), pool)).collect();
+        Self { by_issuer }
+    }
+
+    /// The pool whose issuer is exactly `iss`: no normalisation of case, scheme or slashes.
+    pub fn route(&self, iss: &str) -> Option<&Arc<Pool>> {
+        self.by_issuer.get(iss)
+    }
+
+    /// Every trusted pool.
+    pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
+        self.by_issuer.values()
+    }
+}

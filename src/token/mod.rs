@@ -1,0 +1,152 @@
+//! Stage 1: "is this token genuine, and which pool is it from?"
+//!
+//! [`Verifier::verify`] takes the raw bearer token through the files of this module in order:
+//! [`header`] (shape, algorithm, `kid`, unverified `iss`) → [`issuer`] (route to a pool) →
+//! [`jwks`] (that pool's key for the `kid`) → signature check by `jsonwebtoken` with the rules
+//! of [`pool`] → [`claims`] (time, `token_use`, client, subject). Only a [`VerifiedToken`] can
+//! come out, and the principal can only be built from one.
+
+pub mod bearer;
+pub mod claims;
+pub mod header;
+pub mod issuer;
+pub mod jwks;
+pub mod pool;
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+pub use crate::token::claims::VerifiedClaims;
+use crate::token::issuer::Issuers;
+use crate::token::jwks::Jwks;
+use crate::token::pool::Pool;
+
+/// Why a token was rejected. Every variant but [`TokenError::KeysUnavailable`] is the client's
+/// fault and answers `401`; each has a stable code, see [`TokenError::code`].
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// No `Authorization: Bearer` token.
+    #[error("no bearer token in the Authorization header")]
+    MissingToken,
+    /// Not a well-formed signed JWT.
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// Larger than `bearer::MAX_TOKEN_BYTES`.
+    #[error("token is larger than 8 KiB")]
+    TooLarge,
+    /// The header's `alg` is not RS256.
+    #[error("algorithm `{0}` is not accepted; tokens must be RS256")]
+    UnsupportedAlgorithm(String),
+    /// `iss` names no trusted pool.
+    #[error("the token's issuer is not trusted")]
+    UnknownIssuer,
+    /// The pool has no usable key with the token's `kid`.
+    #[error("the token's signing key is not known for its issuer")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("the token's signature is invalid")]
+    InvalidSignature,
+    /// `exp` has passed.
+    #[error("the token has expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// `iat` is in the future.
+    #[error("the token was issued in the future")]
+    IssuedInFuture,
+    /// `token_use` is not accepted by the pool.
+    #[error("this kind of token is not accepted by its pool")]
+    WrongTokenUse,
+    /// The app client is not in the pool's allowlist.
+    #[error("the token's app client is not allowed")]
+    ClientNotAllowed,
+    /// A required claim is missing or a claim has the wrong type.
+    #[error("invalid claims: {0}")]
+    InvalidClaims(String),
+    /// The pool's keys are not loaded or too stale; the token cannot be judged (`503`).
+    #[error("signing keys of pool `{pool}` are unavailable")]
+    KeysUnavailable {
+        /// The pool whose keys are missing.
+        pool: String,
+    },
+}
+
+impl TokenError {
+    /// The stable, documented error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenError::MissingToken => "missing_token",
+            TokenError::Malformed(_) => "malformed_token",
+            TokenError::TooLarge => "token_too_large",
+            TokenError::UnsupportedAlgorithm(_) => "unsupported_algorithm",
+            TokenError::UnknownIssuer => "unknown_issuer",
+            TokenError::UnknownKey => "unknown_key",
+            TokenError::InvalidSignature => "invalid_signature",
+            TokenError::Expired => "token_expired",
+            TokenError::NotYetValid => "token_not_yet_valid",
+            TokenError::IssuedInFuture => "issued_in_future",
+            TokenError::WrongTokenUse => "wrong_token_use",
+            TokenError::ClientNotAllowed => "client_not_allowed",
+            TokenError::InvalidClaims(_) => "invalid_claims",
+            TokenError::KeysUnavailable { .. } => "jwks_unavailable",
+        }
+    }
+}
+
+/// A token whose signature and claims were checked, and the pool it belongs to.
+///
+/// Outside this crate it cannot be constructed; inside, only `Verifier::verify` builds one.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct VerifiedToken {
+    /// The pool that issued it.
+    pub pool: Arc<Pool>,
+    /// Its checked claims.
+    pub claims: VerifiedClaims,
+}
+
+/// Issuer registry plus key store: everything needed to verify a token.
+pub struct Verifier {
+    issuers: Issuers,
+    jwks: Jwks,
+}
+
+impl Verifier {
+    /// Combines the trusted pools and their key store.
+    pub fn new(pools: Vec<Arc<Pool>>, jwks: Jwks) -> Self {
+        Self { issuers: Issuers::new(pools), jwks }
+    }
+
+    /// Verifies a raw token: issuer, key, signature and claims.
+    pub async fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        let unverified = header::inspect(token)?;
+        let pool = self.issuers.route(&unverified.iss).ok_or(TokenError::UnknownIssuer)?;
+        let key = self.jwks.key(pool.name(), &unverified.kid).await?;
+        let decoded = jsonwebtoken::decode::<Map<String, Value>>(token, &key, pool.validation()).map_err(|err| {
+            use jsonwebtoken::errors::ErrorKind;
+            match err.kind() {
+                ErrorKind::InvalidSignature | ErrorKind::InvalidRsaKey(_) | ErrorKind::Provider(_) => {
+                    TokenError::InvalidSignature
+                }
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
+                    TokenError::UnsupportedAlgorithm("RS256".into())
+                }
+                _ => TokenError::Malformed("the token cannot be decoded".into()),
+            }
+        })?;
+        let claims = claims::check(pool, &decoded.claims)?;
+        Ok(VerifiedToken { pool: Arc::clone(pool), claims })
+    }
+
+    /// The key store, for start-up fetching, background refresh and readiness.
+    pub fn jwks(&self) -> &Jwks {
+        &self.jwks
+    }
+
+    /// Every trusted pool.
+    pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
+        self.issuers.pools()
+    }
+}
