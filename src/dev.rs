@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, EncodingKey};
 use rand_core::{OsRng, RngCore};
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use rsa::traits::PublicKeyParts;
@@ -70,9 +70,16 @@ impl SigningKey {
 
     /// Signs `claims` as an RS256 JWT with this key's `kid`.
     pub fn sign(&self, claims: &Map<String, Value>) -> anyhow::Result<String> {
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding).context("cannot sign the token")
+        let header = json!({"alg": "RS256", "typ": "JWT", "kid": self.kid});
+        self.sign_parts(&header.to_string(), &Value::Object(claims.clone()).to_string())
+    }
+
+    /// Signs the exact header and payload texts given, with RS256; whatever they say.
+    pub fn sign_parts(&self, header: &str, payload: &str) -> anyhow::Result<String> {
+        let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, Algorithm::RS256)
+            .context("cannot sign the token")?;
+        Ok(format!("{message}.{signature}"))
     }
 }
 

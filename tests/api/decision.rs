@@ -1,0 +1,432 @@
+//! Stage 3 through HTTP: the seed scenario's allow/deny matrix with the repository's policies,
+//! deny when nothing matches, deny when a policy errors, and `400` for questions the schema
+//! does not allow.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, World, ask, repo_path, set};
+
+struct Case {
+    pool: &'static str,
+    sub: &'static str,
+    groups: &'static [&'static str],
+    claims: Value,
+    flags: &'static [&'static str],
+    action: &'static str,
+    resource: (&'static str, &'static str, Value),
+    expect: &'static str,
+    policy: Option<&'static str>,
+}
+
+fn cases() -> Vec<Case> {
+    let account = || ("Account", "acct-1", json!({}));
+    let stock = |org: &str| ("Stock", "sku-1", json!({ "org_id": org }));
+    let wallet = |owner: &str| ("Wallet", "w-1", json!({ "owner": owner }));
+    let no = json!({});
+    let org1 = json!({ "custom:org_id": "o1" });
+    vec![
+        // Admin pool.
+        Case {
+            pool: "admin",
+            sub: "ada",
+            groups: &["admins"],
+            claims: no.clone(),
+            flags: &[],
+            action: "read",
+            resource: account(),
+            expect: "allow",
+            policy: Some("admin.admins-manage-accounts"),
+        },
+        Case {
+            pool: "admin",
+            sub: "ada",
+            groups: &["admins"],
+            claims: no.clone(),
+            flags: &[],
+            action: "delete",
+            resource: account(),
+            expect: "allow",
+            policy: Some("admin.admins-manage-accounts"),
+        },
+        Case {
+            pool: "admin",
+            sub: "ada",
+            groups: &["admins"],
+            claims: no.clone(),
+            flags: &[],
+            action: "create",
+            resource: account(),
+            expect: "deny",
+            policy: None,
+        },
+        Case {
+            pool: "admin",
+            sub: "adder",
+            groups: &["admins"],
+            claims: no.clone(),
+            flags: &["can_add_user"],
+            action: "create",
+            resource: account(),
+            expect: "allow",
+            policy: Some("admin.create-needs-can-add-user"),
+        },
+        Case {
+            pool: "admin",
+            sub: "sam",
+            groups: &["support"],
+            claims: no.clone(),
+            flags: &[],
+            action: "read",
+            resource: account(),
+            expect: "allow",
+            policy: Some("admin.support-reads-accounts"),
+        },
+        Case {
+            pool: "admin",
+            sub: "sam-flagged",
+            groups: &["support"],
+            claims: no.clone(),
+            flags: &["can_add_user"],
+            action: "create",
+            resource: account(),
+            expect: "deny",
+            policy: None,
+        },
+        Case {
+            pool: "admin",
+            sub: "sam",
+            groups: &["support"],
+            claims: no.clone(),
+            flags: &[],
+            action: "update",
+            resource: account(),
+            expect: "deny",
+            policy: None,
+        },
+        Case {
+            pool: "admin",
+            sub: "nog",
+            groups: &[],
+            claims: no.clone(),
+            flags: &[],
+            action: "read",
+            resource: account(),
+            expect: "deny",
+            policy: None,
+        },
+        // Merchant pool.
+        Case {
+            pool: "merchant",
+            sub: "mia",
+            groups: &["merchant"],
+            claims: org1.clone(),
+            flags: &["can_manage_stock"],
+            action: "update",
+            resource: stock("o1"),
+            expect: "allow",
+            policy: Some("merchant.update-own-org-stock"),
+        },
+        Case {
+            pool: "merchant",
+            sub: "mo",
+            groups: &["merchant"],
+            claims: org1.clone(),
+            flags: &[],
+            action: "update",
+            resource: stock("o1"),
+            expect: "deny",
+            policy: None,
+        },
+        Case {
+            pool: "merchant",
+            sub: "mia",
+            groups: &["merchant"],
+            claims: org1.clone(),
+            flags: &["can_manage_stock"],
+            action: "update",
+            resource: stock("o2"),
+            expect: "deny",
+            policy: None,
+        },
+        Case {
+            pool: "merchant",
+            sub: "mia",
+            groups: &["merchant"],
+            claims: no.clone(),
+            flags: &["can_manage_stock"],
+            action: "update",
+            resource: stock("o1"),
+            expect: "deny",
+            policy: None,
+        },
+        Case {
+            pool: "merchant",
+            sub: "mo",
+            groups: &["merchant"],
+            claims: org1.clone(),
+            flags: &[],
+            action: "read",
+            resource: stock("o1"),
+            expect: "allow",
+            policy: Some("merchant.read-own-org-stock"),
+        },
+        Case {
+            pool: "merchant",
+            sub: "stu",
+            groups: &["merchant-staff"],
+            claims: org1.clone(),
+            flags: &[],
+            action: "read",
+            resource: stock("o1"),
+            expect: "allow",
+            policy: Some("merchant.read-own-org-stock"),
+        },
+        Case {
+            pool: "merchant",
+            sub: "stu",
+            groups: &["merchant-staff"],
+            claims: org1.clone(),
+            flags: &[],
+            action: "read",
+            resource: stock("o2"),
+            expect: "deny",
+            policy: None,
+        },
+        Case {
+            pool: "merchant",
+            sub: "stu-flagged",
+            groups: &["merchant-staff"],
+            claims: org1.clone(),
+            flags: &["can_manage_stock"],
+            action: "update",
+            resource: stock("o1"),
+            expect: "deny",
+            policy: None,
+        },
+        // A merchant-pool group literally named `admins` is not the admin pool's group.
+        Case {
+            pool: "merchant",
+            sub: "eve",
+            groups: &["admins", "merchant-staff"],
+            claims: org1.clone(),
+            flags: &["can_manage_stock"],
+            action: "update",
+            resource: stock("o1"),
+            expect: "deny",
+            policy: None,
+        },
+        // Wallet pool.
+        Case {
+            pool: "wallet",
+            sub: "wil",
+            groups: &[],
+            claims: no.clone(),
+            flags: &[],
+            action: "read",
+            resource: wallet("wil"),
+            expect: "allow",
+            policy: Some("wallet.read-own-wallet"),
+        },
+        Case {
+            pool: "wallet",
+            sub: "wil",
+            groups: &[],
+            claims: no.clone(),
+            flags: &[],
+            action: "read",
+            resource: wallet("someone-else"),
+            expect: "deny",
+            policy: None,
+        },
+        Case {
+            pool: "wallet",
+            sub: "wil",
+            groups: &[],
+            claims: no.clone(),
+            flags: &[],
+            action: "recharge",
+            resource: wallet("wil"),
+            expect: "deny",
+            policy: None,
+        },
+    ]
+}
+
+#[tokio::test]
+async fn seed_scenario_matrix_gives_the_expected_decisions_and_reasons() {
+    let world = World::start().await;
+    // A subject's flags are the same in every case that names it.
+    let mut granted = std::collections::HashSet::new();
+    for case in cases() {
+        for flag in case.flags {
+            if granted.insert((case.pool, case.sub, *flag)) {
+                let sql = format!(
+                    "INSERT INTO principal_flags (pool, subject, flag) VALUES ('{}', '{}', '{flag}')",
+                    case.pool, case.sub
+                );
+                world.db.execute(&sql).await;
+            }
+        }
+    }
+    for case in cases() {
+        let token = world.issuer.token(case.pool, case.sub, case.groups, case.claims.clone());
+        let (ty, id, attrs) = case.resource.clone();
+        let answer = world.app.check(&token, ask(case.action, ty, id, attrs)).await;
+        let label = format!("{} {} {:?} {} {ty}", case.pool, case.sub, case.groups, case.action);
+        assert_eq!(answer.status, 200, "{label}: {}", answer.body);
+        assert_eq!(answer.outcome(), case.expect, "{label}: {}", answer.body);
+        let policies: Vec<&str> =
+            answer.body["determining_policies"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+        assert_eq!(policies, case.policy.into_iter().collect::<Vec<_>>(), "{label}");
+        assert_eq!(answer.body["pool"], case.pool);
+        assert_eq!(answer.body["principal"]["sub"], case.sub);
+    }
+}
+
+#[tokio::test]
+async fn groups_and_flags_are_reported_in_the_answer() {
+    let world = World::start().await;
+    world.db.execute("INSERT INTO principal_flags (pool, subject, flag) VALUES ('admin', 'ada', 'can_add_user')").await;
+    let token = world.issuer.token("admin", "ada", &["admins", "support"], json!({}));
+    let answer = world.app.check(&token, ask("create", "Account", "a", json!({}))).await;
+    assert_eq!(answer.outcome(), "allow");
+    assert_eq!(answer.body["principal"]["groups"], json!(["admins", "support"]));
+    assert_eq!(answer.body["principal"]["flags"], json!(["can_add_user"]));
+    assert_eq!(answer.body["errors"], json!([]));
+}
+
+#[tokio::test]
+async fn access_token_scopes_reach_the_policies() {
+    let world = World::start().await;
+    let with_scope = world.issuer.sign("wallet", &world.issuer.access_claims("wallet", "wil", "openid write:recharge"));
+    let without = world.issuer.sign("wallet", &world.issuer.access_claims("wallet", "wil", "openid"));
+    let recharge = ask("recharge", "Wallet", "w-1", json!({ "owner": "wil" }));
+    assert_eq!(world.app.check(&with_scope, recharge.clone()).await.outcome(), "allow");
+    assert_eq!(world.app.check(&without, recharge).await.outcome(), "deny");
+}
+
+#[tokio::test]
+async fn questions_the_schema_does_not_allow_are_invalid_requests() {
+    let world = World::start().await;
+    let token = world.issuer.token("merchant", "mia", &["merchant"], json!({ "custom:org_id": "o1" }));
+    let bad = [
+        ask("fly", "Stock", "sku-1", json!({ "org_id": "o1" })),
+        ask("read", "Spaceship", "sku-1", json!({})),
+        ask("read", "Admin::Account", "a", json!({})),
+        ask("read", "Account", "a", json!({})),
+        ask("read", "Stock", "sku-1", json!({})),
+        ask("read", "Stock", "sku-1", json!({ "org_id": 7 })),
+        ask("read", "Stock", "sku-1", json!({ "org_id": "o1", "extra": true })),
+        json!({ "action": "read" }),
+        json!({ "resource": { "type": "Stock", "id": "x" } }),
+        json!({ "action": "read", "resource": { "type": "Stock", "id": "x", "attributes": { "org_id": "o1" } }, "token": "t" }),
+        json!([1, 2]),
+    ];
+    for body in bad {
+        let answer = world.app.check(&token, body.clone()).await;
+        assert_eq!(answer.status, 400, "{body}: {}", answer.body);
+        assert_eq!(answer.outcome(), "invalid_request", "{body}");
+    }
+}
+
+#[tokio::test]
+async fn ids_with_cedar_syntax_are_opaque_strings() {
+    let world = World::start().await;
+    let sneaky = r#"w" || true || ""#;
+    let token = world.issuer.token("wallet", sneaky, &[], json!({}));
+    let mine = world.app.check(&token, ask("read", "Wallet", sneaky, json!({ "owner": sneaky }))).await;
+    assert_eq!(mine.outcome(), "allow");
+    let other = world.app.check(&token, ask("read", "Wallet", sneaky, json!({ "owner": "wil" }))).await;
+    assert_eq!(other.outcome(), "deny");
+}
+
+#[tokio::test]
+async fn batch_answers_each_item_in_order_and_limits_its_size() {
+    let world = World::start().await;
+    let token = world.issuer.token("wallet", "wil", &[], json!({}));
+    let mine = ask("read", "Wallet", "w-1", json!({ "owner": "wil" }));
+    let theirs = ask("read", "Wallet", "w-2", json!({ "owner": "bob" }));
+    let answer = world.app.post("/v1/check/batch", Some(&token), json!({ "items": [mine, theirs, mine] })).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let decisions: Vec<&str> =
+        answer.body["results"].as_array().unwrap().iter().map(|r| r["decision"].as_str().unwrap()).collect();
+    assert_eq!(decisions, ["allow", "deny", "allow"]);
+    assert_eq!(answer.body["principal"]["sub"], "wil");
+
+    let too_many: Vec<Value> = (0..101).map(|_| mine.clone()).collect();
+    let answer = world.app.post("/v1/check/batch", Some(&token), json!({ "items": too_many })).await;
+    assert_eq!((answer.status.as_u16(), answer.outcome()), (400, "invalid_request"));
+    let answer = world.app.post("/v1/check/batch", Some(&token), json!({ "items": [] })).await;
+    assert_eq!(answer.status, 400);
+    let answer = world
+        .app
+        .post("/v1/check/batch", Some(&token), json!({ "items": [mine, ask("fly", "Wallet", "w", json!({}))] }))
+        .await;
+    assert_eq!(answer.status, 400);
+    assert!(answer.body["message"].as_str().unwrap().contains("items[1]"), "{}", answer.body);
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_with_413() {
+    let world = World::start().await;
+    let token = world.issuer.token("wallet", "wil", &[], json!({}));
+    let huge = ask("read", "Wallet", &"x".repeat(70_000), json!({ "owner": "wil" }));
+    let answer = world.app.check(&token, huge).await;
+    assert_eq!((answer.status.as_u16(), answer.outcome()), (413, "payload_too_large"));
+}
+
+/// A policy folder whose `forbid` errors at run time (integer overflow) next to a `permit`
+/// that matches: Cedar would skip the forbid and allow; poolgate must deny.
+#[tokio::test]
+async fn a_forbid_that_errors_turns_the_answer_into_deny() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("schema.cedarschema"),
+        r#"namespace Wallet {
+             entity Group;
+             entity User in [Group] { sub: String, pool: String, token_use: String, email?: String,
+                                      flags: Set<String>, scopes: Set<String> };
+             entity Wallet { owner: String, balance: Long };
+             action read appliesTo { principal: User, resource: Wallet };
+           }
+           namespace Admin {
+             entity Group;
+             entity User in [Group] { sub: String, pool: String, token_use: String, email?: String,
+                                      flags: Set<String>, scopes: Set<String> };
+           }
+           namespace Merchant {
+             entity Group;
+             entity User in [Group] { sub: String, pool: String, token_use: String, email?: String,
+                                      flags: Set<String>, scopes: Set<String>, org_id?: String };
+           }"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("wallet.cedar"),
+        r#"@id("permit-all-reads")
+           permit (principal, action == Wallet::Action::"read", resource);
+           @id("forbid-overdrawn")
+           forbid (principal, action, resource is Wallet::Wallet)
+           when { resource.balance + 9223372036854775807 < 0 };"#,
+    )
+    .unwrap();
+    let policies = dir.path().display().to_string();
+    let world = World::start_with(&Backend::Sqlite, |config| set(config, &["policies", "dir"], policies)).await;
+    let token = world.issuer.token("wallet", "wil", &[], json!({}));
+
+    let calm = world.app.check(&token, ask("read", "Wallet", "w", json!({ "owner": "wil", "balance": -5 }))).await;
+    assert_eq!(calm.outcome(), "allow", "{}", calm.body);
+
+    let overflow = world.app.check(&token, ask("read", "Wallet", "w", json!({ "owner": "wil", "balance": 1 }))).await;
+    assert_eq!(overflow.status, 200);
+    assert_eq!(overflow.outcome(), "deny", "{}", overflow.body);
+    let errors = overflow.body["errors"].as_array().unwrap();
+    assert!(errors.iter().any(|e| e.as_str().unwrap().contains("forbid-overdrawn")), "{}", overflow.body);
+    assert_eq!(overflow.body["determining_policies"], json!([]));
+}
+
+#[tokio::test]
+async fn the_shipped_policies_validate_against_the_schema() {
+    let bundle = poolgate::decision::policies::load(&repo_path("policies"));
+    assert!(bundle.is_ok(), "{}", bundle.err().map(|e| e.to_string()).unwrap_or_default());
+}

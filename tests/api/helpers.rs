@@ -1,0 +1,265 @@
+//! `spawn_app`: a real poolgate on port 0 against a fresh database and the fake issuer, plus
+//! request helpers. Set `TEST_LOG=1` to see the server's logs.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use sqlx::Connection;
+use toml::Table;
+
+use crate::fake_issuer::{CLIENT_ID, FakeIssuer, POOLS};
+
+/// Where a test's database lives.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A SQLite file in a temporary folder.
+    Sqlite,
+    /// A fresh database on the server behind this admin URL.
+    Postgres(String),
+}
+
+/// SQLite always; PostgreSQL when `POOLGATE_TEST_POSTGRES_URL` is set (skipping says so).
+pub fn backends() -> Vec<Backend> {
+    match std::env::var("POOLGATE_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => vec![Backend::Sqlite, Backend::Postgres(url)],
+        _ => {
+            static NOTICE: Once = Once::new();
+            NOTICE.call_once(|| eprintln!("skipped PostgreSQL runs: POOLGATE_TEST_POSTGRES_URL is not set"));
+            vec![Backend::Sqlite]
+        }
+    }
+}
+
+/// A fresh, migrated-on-start database that is dropped with the value.
+pub struct TestDatabase {
+    pub url: String,
+    admin: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: &Backend) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        match backend {
+            Backend::Sqlite => {
+                let url = format!("sqlite://{}", dir.path().join("poolgate.db").display());
+                Self { url, admin: None, _dir: dir }
+            }
+            Backend::Postgres(admin_url) => {
+                let name = format!("poolgate_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
+                sqlx::query(&format!(r#"CREATE DATABASE "{name}""#)).execute(&mut conn).await.unwrap();
+                let mut url = reqwest::Url::parse(admin_url).unwrap();
+                url.set_path(&name);
+                Self { url: url.to_string(), admin: Some((admin_url.clone(), name)), _dir: dir }
+            }
+        }
+    }
+
+    /// Runs one statement as an operator would.
+    pub async fn execute(&self, sql: &str) {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((admin_url, name)) = self.admin.take() else { return };
+        // Drop runs inside the test's runtime; a separate thread with its own runtime can block.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                    let sql = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
+                    let _ = sqlx::query(&sql).execute(&mut conn).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The configuration a test app starts from: the three pools of the fake issuer, the repo's
+/// policies, short caches. Tests edit the table before spawning.
+pub fn base_config(issuer: &FakeIssuer, database_url: &str) -> Table {
+    let mut pools = Table::new();
+    for pool in POOLS {
+        let mut settings: Table = toml::from_str(&format!(
+            r#"
+            issuer = "{issuer}"
+            token_use = ["id", "access"]
+            client_ids = ["{CLIENT_ID}"]
+            "#,
+            issuer = issuer.issuer(pool)
+        ))
+        .unwrap();
+        if pool == "merchant" {
+            settings
+                .insert("attributes".into(), toml::from_str::<Table>(r#"org_id = "custom:org_id""#).unwrap().into());
+        }
+        pools.insert(pool.into(), settings.into());
+    }
+    let mut config: Table = toml::from_str(&format!(
+        r#"
+        [server]
+        bind = "127.0.0.1:0"
+        [database]
+        url = "{database_url}"
+        [policies]
+        dir = "{policies}"
+        [jwks]
+        refresh_interval = "1h"
+        unknown_kid_cooldown = "10s"
+        [cache]
+        flags_ttl = "1s"
+        "#,
+        policies = repo_path("policies").display()
+    ))
+    .unwrap();
+    config.insert("pools".into(), pools.into());
+    config
+}
+
+/// A path inside the repository.
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// A running poolgate.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    _config_dir: tempfile::TempDir,
+}
+
+/// A response, read whole.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The `decision` field, or the `error` code.
+    pub fn outcome(&self) -> &str {
+        self.body["decision"].as_str().or(self.body["error"].as_str()).unwrap_or("<none>")
+    }
+}
+
+/// Starts poolgate with `config`, loaded through the real configuration loader.
+pub async fn spawn_app(config: &Table) -> TestApp {
+    try_spawn_app(config).await.unwrap()
+}
+
+/// Like [`spawn_app`], but returns the start-up error.
+pub async fn try_spawn_app(config: &Table) -> anyhow::Result<TestApp> {
+    init_test_log();
+    let config_dir = tempfile::tempdir()?;
+    let path = config_dir.path().join("poolgate.toml");
+    std::fs::write(&path, toml::to_string(config)?)?;
+    let settings = poolgate::config::load(Some(&path))?;
+    let listener = TcpListener::bind(settings.bind)?;
+    let app = poolgate::startup::build(settings, listener).await?;
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    Ok(TestApp { address, client, _config_dir: config_dir })
+}
+
+fn init_test_log() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            poolgate::telemetry::init(&poolgate::config::LogSettings {
+                format: poolgate::config::LogFormat::Pretty,
+                filter: "debug".into(),
+            });
+        }
+    });
+}
+
+impl TestApp {
+    /// `POST /v1/check` with `token` as the bearer.
+    pub async fn check(&self, token: &str, body: Value) -> Answer {
+        self.post("/v1/check", Some(token), body).await
+    }
+
+    /// `POST path` with an optional bearer token.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
+        let mut request = self.client.post(format!("{}{path}", self.address)).json_body(&body);
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        read(request.send().await.unwrap()).await
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Answer {
+        read(self.client.get(format!("{}{path}", self.address)).send().await.unwrap()).await
+    }
+}
+
+/// `reqwest` is built without its `json` feature; this is the one place bodies are encoded.
+trait JsonBody {
+    fn json_body(self, body: &Value) -> Self;
+}
+
+impl JsonBody for reqwest::RequestBuilder {
+    fn json_body(self, body: &Value) -> Self {
+        self.header("Content-Type", "application/json").body(body.to_string())
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> Answer {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.unwrap();
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({ "raw": String::from_utf8_lossy(&bytes) }));
+    Answer { status, headers, body }
+}
+
+/// A check body for `action` on a resource.
+pub fn ask(action: &str, resource_type: &str, id: &str, attributes: Value) -> Value {
+    json!({ "action": action, "resource": { "type": resource_type, "id": id, "attributes": attributes } })
+}
+
+/// Issuer, database and app of one test, kept alive together.
+pub struct World {
+    pub issuer: FakeIssuer,
+    pub db: TestDatabase,
+    pub app: TestApp,
+}
+
+impl World {
+    /// A poolgate on SQLite with the base configuration.
+    pub async fn start() -> Self {
+        Self::start_with(&Backend::Sqlite, |_| {}).await
+    }
+
+    /// A poolgate on `backend` with the base configuration edited by `edit`.
+    pub async fn start_with(backend: &Backend, edit: impl FnOnce(&mut Table)) -> Self {
+        let issuer = FakeIssuer::start();
+        let db = TestDatabase::create(backend).await;
+        let mut config = base_config(&issuer, &db.url);
+        edit(&mut config);
+        let app = spawn_app(&config).await;
+        Self { issuer, db, app }
+    }
+}
+
+/// `config[section][key] = value`, creating the section.
+pub fn set(config: &mut Table, path: &[&str], value: impl Into<toml::Value>) {
+    let (last, sections) = path.split_last().unwrap();
+    let mut table = config;
+    for section in sections {
+        table = table.entry(section.to_string()).or_insert_with(|| Table::new().into()).as_table_mut().unwrap();
+    }
+    table.insert(last.to_string(), value.into());
+}

@@ -1,0 +1,18 @@
+//! The single integration-test binary: a real poolgate server on port 0, a fake issuer on
+//! port 0 serving JWKS and signing RS256 tokens, and a fresh database per test (SQLite always,
+//! PostgreSQL when `POOLGATE_TEST_POSTGRES_URL` is set).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a failing test should stop at the line that failed"
+)]
+
+mod decision;
+mod fake_issuer;
+mod helpers;
+mod jwks;
+mod principal;
+mod startup;
+mod token;

@@ -1,0 +1,189 @@
+//! Start-up refuses bad policies and bad configuration with every problem named, migrations
+//! apply on both backends, and the command line works end to end.
+
+use std::process::Command;
+
+use serde_json::json;
+use toml::Table;
+
+use crate::fake_issuer::FakeIssuer;
+use crate::helpers::{Backend, TestDatabase, World, ask, backends, base_config, repo_path, set, try_spawn_app};
+
+fn copy_policies(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(repo_path("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+async fn start_error(edit: impl FnOnce(&mut Table)) -> String {
+    let issuer = FakeIssuer::start();
+    let db = TestDatabase::create(&Backend::Sqlite).await;
+    let mut config = base_config(&issuer, &db.url);
+    edit(&mut config);
+    match try_spawn_app(&config).await {
+        Ok(_) => panic!("start-up should have failed"),
+        Err(err) => format!("{err:#}"),
+    }
+}
+
+#[tokio::test]
+async fn invalid_policies_refuse_to_start_with_every_problem_as_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_policies(dir.path());
+    std::fs::write(dir.path().join("broken.cedar"), "// a comment\n\npermit (principal, action, resource) when { ;\n")
+        .unwrap();
+    std::fs::write(
+        dir.path().join("typo.cedar"),
+        "@id(\"typo\")\npermit (principal, action == Wallet::Action::\"read\", resource is Wallet::Wallet)\nwhen { resource.ownr == principal.sub };\n",
+    )
+    .unwrap();
+    let policies = dir.path().display().to_string();
+    let error = start_error(|config| set(config, &["policies", "dir"], policies)).await;
+    assert!(error.contains("broken.cedar:3"), "{error}");
+    assert!(error.contains("typo.cedar:3"), "{error}");
+    assert!(error.contains("2 policy problem(s)"), "{error}");
+}
+
+#[tokio::test]
+async fn duplicate_policy_ids_across_files_refuse_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_policies(dir.path());
+    std::fs::write(
+        dir.path().join("again.cedar"),
+        "@id(\"wallet.read-own-wallet\")\npermit (principal, action == Wallet::Action::\"read\", resource);\n",
+    )
+    .unwrap();
+    let policies = dir.path().display().to_string();
+    let error = start_error(|config| set(config, &["policies", "dir"], policies)).await;
+    assert!(error.contains("wallet.read-own-wallet"), "{error}");
+}
+
+#[tokio::test]
+async fn a_mapped_attribute_the_schema_lacks_refuses_to_start() {
+    let error = start_error(|config| set(config, &["pools", "wallet", "attributes", "tier"], "custom:tier")).await;
+    assert!(error.contains("pools.wallet"), "{error}");
+}
+
+/// A configuration edit and the key its error message must name.
+type ConfigCase = (fn(&mut Table), &'static str);
+
+#[tokio::test]
+async fn bad_configuration_names_the_offending_key() {
+    let cases: Vec<ConfigCase> = vec![
+        (|c| set(c, &["pools", "wallet", "client_ids"], Vec::<String>::new()), "pools.wallet.client_ids"),
+        (|c| set(c, &["pools", "wallet", "leeway"], "90s"), "pools.wallet.leeway"),
+        (|c| set(c, &["pools", "wallet", "token_use"], vec!["refresh"]), "refresh"),
+        (|c| set(c, &["pools", "wallet", "jwks_uri"], "ftp://keys"), "pools.wallet.jwks_uri"),
+        (|c| set(c, &["pools", "wallet", "namespace"], "Not A Name"), "pools.wallet.namespace"),
+        (|c| set(c, &["pools", "wallet", "colour"], "blue"), "colour"),
+        (|c| set(c, &["pools", "admin", "issuer"], c["pools"]["wallet"]["issuer"].clone()), "pools.wallet.issuer"),
+        (|c| set(c, &["database", "url"], "mysql://db"), "database.url"),
+        (|c| set(c, &["server", "bind"], "nowhere"), "server.bind"),
+    ];
+    for (edit, key) in cases {
+        let error = start_error(edit).await;
+        assert!(error.contains(key), "expected `{key}` in: {error}");
+    }
+}
+
+#[tokio::test]
+async fn migrations_apply_on_every_backend_and_readyz_reports_ready() {
+    for backend in backends() {
+        let world = World::start_with(&backend, |_| {}).await;
+        let ready = world.app.get("/readyz").await;
+        assert_eq!(ready.status, 200, "{backend:?}: {}", ready.body);
+        assert_eq!(ready.body["database"], "ok");
+        world.db.execute("INSERT INTO principals (pool, subject, disabled) VALUES ('wallet', 'wil', FALSE)").await;
+        assert_eq!(world.app.get("/healthz").await.status, 200);
+    }
+}
+
+fn poolgate(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_poolgate")).args(args).env_remove("POOLGATE_CONFIG").output().unwrap()
+}
+
+#[tokio::test]
+async fn policy_validate_lists_problems_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_policies(dir.path());
+    let config = dir.path().join("poolgate.toml");
+    let write_config = |policies: &std::path::Path| {
+        let toml = format!(
+            "[policies]\ndir = \"{}\"\n[pools.wallet]\nissuer = \"https://i/wallet\"\ntoken_use = [\"id\"]\nclient_ids = [\"c\"]\n",
+            policies.display()
+        );
+        std::fs::write(&config, toml).unwrap();
+    };
+    write_config(dir.path());
+    let ok = poolgate(&["policy", "validate", "--config", config.to_str().unwrap()]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+
+    std::fs::write(dir.path().join("bad.cedar"), "\npermit (principal, action, resource) when { principal.nope };\n")
+        .unwrap();
+    let bad = poolgate(&["policy", "validate", "--config", config.to_str().unwrap()]);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("bad.cedar:2"), "{stderr}");
+}
+
+#[tokio::test]
+async fn dev_tokens_minted_by_the_cli_are_accepted_by_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let db = TestDatabase::create(&Backend::Sqlite).await;
+    let mut config: Table = toml::from_str(&format!(
+        r#"
+        [server]
+        bind = "127.0.0.1:0"
+        [database]
+        url = "{db}"
+        [policies]
+        dir = "{policies}"
+        [dev]
+        keys_dir = "{keys}"
+        [pools.wallet]
+        issuer = "https://dev.example/wallet"
+        dev_key = true
+        token_use = ["id", "access"]
+        client_ids = ["dev-client"]
+        [pools.admin]
+        issuer = "https://dev.example/admin"
+        dev_key = true
+        token_use = ["id"]
+        client_ids = ["dev-client"]
+        [pools.merchant]
+        issuer = "https://dev.example/merchant"
+        dev_key = true
+        token_use = ["id"]
+        client_ids = ["dev-client"]
+        attributes = {{ org_id = "custom:org_id" }}
+        "#,
+        db = db.url,
+        policies = repo_path("policies").display(),
+        keys = keys.display(),
+    ))
+    .unwrap();
+    let app = crate::helpers::spawn_app(&config).await;
+    set(&mut config, &["server", "bind"], "127.0.0.1:0");
+    let path = dir.path().join("poolgate.toml");
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+
+    let mint = |sub: &str, extra: &[&str]| {
+        let mut args = vec!["dev", "token", "--config", path.to_str().unwrap(), "--pool", "wallet", "--sub", sub];
+        args.extend_from_slice(extra);
+        let out = poolgate(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let read = ask("read", "Wallet", "w", json!({ "owner": "wil" }));
+    assert_eq!(app.check(&mint("wil", &[]), read.clone()).await.outcome(), "allow");
+    assert_eq!(app.check(&mint("bob", &[]), read.clone()).await.outcome(), "deny");
+    let recharge = ask("recharge", "Wallet", "w", json!({ "owner": "wil" }));
+    let access = mint("wil", &["--token-use", "access", "--claim", "scope=write:recharge"]);
+    assert_eq!(app.check(&access, recharge).await.outcome(), "allow");
+    let expired = mint("wil", &["--ttl", "0s"]);
+    assert_eq!(app.check(&expired, read).await.outcome(), "token_expired");
+}
