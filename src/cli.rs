@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Settings, TokenUse};
-use crate::{db, decision, dev, startup, telemetry};
+use crate::{db, dev, startup, telemetry};
 
 /// Authorization sidecar for Cognito user pools.
 #[derive(Debug, Parser)]
@@ -115,7 +115,6 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             println!("migrations applied to {}", config::redact_url(&settings.database.url));
         }
         Command::Policy { command: PolicyCommand::Validate } => {
-            decision::policies::load(&settings.policies_dir)?;
             startup::load_decider(&settings)?;
             println!("policies in {} are valid", settings.policies_dir.display());
         }

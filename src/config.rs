@@ -290,6 +290,11 @@ impl RawSettings {
         if self.database.max_connections == 0 {
             return Err(ConfigError("database.max_connections: must be at least 1".into()));
         }
+        if self.jwks.max_stale < self.jwks.refresh_interval {
+            return Err(ConfigError(
+                "jwks.max_stale: must be at least jwks.refresh_interval, or keys go stale between refreshes".into(),
+            ));
+        }
         if self.pools.is_empty() {
             return Err(ConfigError("pools: at least one pool must be configured".into()));
         }

@@ -81,12 +81,13 @@ impl Jwks {
 
     /// Returns the key named `kid` in `pool`'s key set.
     pub async fn key(&self, pool: &str, kid: &str) -> Result<Arc<DecodingKey>, TokenError> {
-        let cached = self.usable(pool).await;
-        if let Some(set) = &cached
+        let cached = self.cache.get(pool).await;
+        if let Some(set) = cached.as_ref().filter(|set| self.is_fresh(set))
             && let Some(found) = set.keys.get(kid)
         {
             return found.clone().map_err(|_| TokenError::UnknownKey);
         }
+        // Missing, stale, or no such kid: one coalesced refetch within the cooldown budget.
         let seen = cached.as_ref().map(|set| set.fetched_at);
         self.fetch_into_cache(pool, Trigger::Request { seen }).await;
         match self.usable(pool).await {
@@ -121,7 +122,11 @@ impl Jwks {
     }
 
     async fn usable(&self, pool: &str) -> Option<Arc<KeySet>> {
-        self.cache.get(pool).await.filter(|set| set.fetched_at.elapsed() <= self.settings.max_stale)
+        self.cache.get(pool).await.filter(|set| self.is_fresh(set))
+    }
+
+    fn is_fresh(&self, set: &KeySet) -> bool {
+        set.fetched_at.elapsed() <= self.settings.max_stale
     }
 
     async fn fetch_into_cache(&self, pool: &str, trigger: Trigger) {

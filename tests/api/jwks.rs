@@ -55,6 +55,7 @@ async fn a_rotated_in_key_works_on_its_first_request() {
 #[tokio::test]
 async fn cached_keys_keep_serving_while_the_endpoint_is_down() {
     let world = World::start_with(&Backend::Sqlite, |config| set(config, &["jwks", "refresh_interval"], "200ms")).await;
+    // max_stale (1h by default) outlives the outage, so the old keys keep serving.
     let token = world.issuer.token("wallet", "wil", &[], json!({}));
     for mode in [Mode::Down, Mode::Garbage] {
         world.issuer.set_mode(mode);
@@ -68,8 +69,9 @@ async fn cached_keys_keep_serving_while_the_endpoint_is_down() {
 #[tokio::test]
 async fn keys_older_than_max_stale_stop_serving() {
     let world = World::start_with(&Backend::Sqlite, |config| {
-        set(config, &["jwks", "refresh_interval"], "200ms");
+        set(config, &["jwks", "refresh_interval"], "1s");
         set(config, &["jwks", "max_stale"], "1s");
+        set(config, &["jwks", "unknown_kid_cooldown"], "200ms");
     })
     .await;
     let token = world.issuer.token("wallet", "wil", &[], json!({}));
@@ -78,6 +80,11 @@ async fn keys_older_than_max_stale_stop_serving() {
     let answer = world.app.check(&token, wallet_read()).await;
     assert_eq!((answer.status.as_u16(), answer.outcome()), (503, "jwks_unavailable"), "{}", answer.body);
     assert_eq!(world.app.get("/readyz").await.status, 503);
+
+    // Once the endpoint is back, a request refetches (within its cooldown budget) and is served.
+    world.issuer.set_mode(Mode::Normal);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(world.app.check(&token, wallet_read()).await.outcome(), "allow");
 }
 
 #[tokio::test]

@@ -82,6 +82,7 @@ async fn bad_configuration_names_the_offending_key() {
         (|c| set(c, &["pools", "admin", "issuer"], c["pools"]["wallet"]["issuer"].clone()), "pools.wallet.issuer"),
         (|c| set(c, &["database", "url"], "mysql://db"), "database.url"),
         (|c| set(c, &["server", "bind"], "nowhere"), "server.bind"),
+        (|c| set(c, &["jwks", "max_stale"], "1s"), "jwks.max_stale"),
     ];
     for (edit, key) in cases {
         let error = start_error(edit).await;
