@@ -24,7 +24,7 @@ pub struct Cli {
 enum Command {
     /// Run the HTTP service.
     Serve,
-    /// Apply the database migrations and exit.
+    /// Apply the schema migrations, then the data migrations in `database.data_migrations`.
     Migrate,
     /// Policy tooling.
     Policy {
@@ -111,8 +111,12 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let pool = db::connect(&settings.database).await?;
-            db::migrate(&pool).await?;
-            println!("migrations applied to {}", config::redact_url(&settings.database.url));
+            db::migrate(&pool, &settings.database).await?;
+            println!("schema migrations applied to {}", config::redact_url(&settings.database.url));
+            if let Some(dir) = &settings.database.data_migrations {
+                let count = db::migrate_data(&pool, dir).await?;
+                println!("{count} data migration(s) in {} are applied", dir.display());
+            }
         }
         Command::Policy { command: PolicyCommand::Validate } => {
             startup::load_decider(&settings)?;

@@ -52,6 +52,7 @@ pub struct RawSettings {
     jwks: RawJwks,
     cache: RawCache,
     log: RawLog,
+    decision_log: RawDecisionLog,
     dev: RawDev,
     #[serde(default)]
     pools: BTreeMap<String, RawPool>,
@@ -71,6 +72,11 @@ struct RawDatabase {
     max_connections: u32,
     #[serde(with = "humantime_serde")]
     acquire_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    change_poll_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    purge_interval: Duration,
+    data_migrations: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +115,13 @@ struct RawLog {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawDecisionLog {
+    enabled: bool,
+    sample_rate: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawDev {
     keys_dir: PathBuf,
 }
@@ -117,6 +130,8 @@ struct RawDev {
 #[serde(deny_unknown_fields)]
 struct RawPool {
     issuer: String,
+    #[serde(default)]
+    alternative_issuers: Vec<String>,
     jwks_uri: Option<String>,
     jwks_file: Option<PathBuf>,
     #[serde(default)]
@@ -132,6 +147,10 @@ struct RawPool {
     attributes: BTreeMap<String, String>,
     #[serde(default, with = "humantime_serde")]
     leeway: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    max_token_age: Option<Duration>,
+    #[serde(default)]
+    require_registered: bool,
 }
 
 /// Log output: `json` for machines, `pretty` for people at a terminal.
@@ -181,6 +200,8 @@ pub struct Settings {
     pub cache: CacheSettings,
     /// Log format and filter.
     pub log: LogSettings,
+    /// Per-decision log lines.
+    pub decision_log: DecisionLogSettings,
     /// Where locally generated development keys live.
     pub dev_keys_dir: PathBuf,
     /// Trusted pools, ordered by name.
@@ -196,6 +217,12 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long a request waits for a connection before the database counts as unavailable.
     pub acquire_timeout: Duration,
+    /// Interval of the SQLite change poll.
+    pub change_poll_interval: Duration,
+    /// Interval of the purge of expired revocations.
+    pub purge_interval: Duration,
+    /// The operator's own data migrations, applied by `poolgate migrate` after the schema.
+    pub data_migrations: Option<PathBuf>,
 }
 
 /// Key-set fetching and caching.
@@ -229,6 +256,15 @@ pub struct LogSettings {
     pub filter: String,
 }
 
+/// Per-decision log lines.
+#[derive(Debug, Clone)]
+pub struct DecisionLogSettings {
+    /// Whether decisions are logged at all.
+    pub enabled: bool,
+    /// Fraction of decisions logged, in `0.0..=1.0`.
+    pub sample_rate: f64,
+}
+
 /// One trusted identity pool.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
@@ -236,6 +272,9 @@ pub struct PoolSettings {
     pub name: String,
     /// The exact `iss` its tokens carry.
     pub issuer: String,
+    /// Further exact `iss` values accepted for the pool, e.g. Cognito's
+    /// `https://issuer.cognito-idp.<region>.amazonaws.com/<pool id>` form; none unless listed.
+    pub alternative_issuers: Vec<String>,
     /// Where its keys come from.
     pub jwks: JwksSource,
     /// Whether poolgate generates and holds this pool's signing key (development only).
@@ -252,6 +291,17 @@ pub struct PoolSettings {
     pub attributes: Vec<(String, String)>,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`.
     pub leeway: Duration,
+    /// Oldest sign-in (`auth_time`, else `iat`) accepted, whatever the token's `exp`.
+    pub max_token_age: Option<Duration>,
+    /// Whether a subject needs a `principals` row to be authorized.
+    pub require_registered: bool,
+}
+
+impl PoolSettings {
+    /// Whether `iss` is this pool's issuer or one of its listed alternatives.
+    pub fn accepts_issuer(&self, iss: &str) -> bool {
+        self.issuer == iss || self.alternative_issuers.iter().any(|alternative| alternative == iss)
+    }
 }
 
 /// Where a pool's JSON Web Key Set comes from.
@@ -295,6 +345,9 @@ impl RawSettings {
                 "jwks.max_stale: must be at least jwks.refresh_interval, or keys go stale between refreshes".into(),
             ));
         }
+        if !(0.0..=1.0).contains(&self.decision_log.sample_rate) {
+            return Err(ConfigError("decision_log.sample_rate: must be between 0.0 and 1.0".into()));
+        }
         if self.pools.is_empty() {
             return Err(ConfigError("pools: at least one pool must be configured".into()));
         }
@@ -303,8 +356,10 @@ impl RawSettings {
         let mut namespaces = HashSet::new();
         for (name, raw) in self.pools {
             let pool = raw.check(&name, &self.dev.keys_dir)?;
-            if !issuers.insert(pool.issuer.clone()) {
-                return Err(ConfigError(format!("pools.{name}.issuer: `{}` is used by another pool", pool.issuer)));
+            for issuer in std::iter::once(&pool.issuer).chain(&pool.alternative_issuers) {
+                if !issuers.insert(issuer.clone()) {
+                    return Err(ConfigError(format!("pools.{name}.issuer: `{issuer}` is used twice")));
+                }
             }
             if !namespaces.insert(pool.namespace.clone()) {
                 return Err(ConfigError(format!(
@@ -321,6 +376,9 @@ impl RawSettings {
                 url: self.database.url,
                 max_connections: self.database.max_connections,
                 acquire_timeout: self.database.acquire_timeout,
+                change_poll_interval: self.database.change_poll_interval,
+                purge_interval: self.database.purge_interval,
+                data_migrations: self.database.data_migrations,
             },
             policies_dir: self.policies.dir,
             jwks: JwksSettings {
@@ -331,6 +389,10 @@ impl RawSettings {
             },
             cache: CacheSettings { flags_ttl: self.cache.flags_ttl, flags_capacity: self.cache.flags_capacity },
             log: LogSettings { format: self.log.format, filter: self.log.filter },
+            decision_log: DecisionLogSettings {
+                enabled: self.decision_log.enabled,
+                sample_rate: self.decision_log.sample_rate,
+            },
             dev_keys_dir: self.dev.keys_dir,
             pools,
         })
@@ -399,9 +461,13 @@ impl RawPool {
         if leeway > MAX_LEEWAY {
             return Err(ConfigError(format!("{}: at most 60s", key("leeway"))));
         }
+        if self.alternative_issuers.iter().any(String::is_empty) {
+            return Err(ConfigError(format!("{}: must not contain empty strings", key("alternative_issuers"))));
+        }
         Ok(PoolSettings {
             name: name.to_owned(),
             issuer: self.issuer,
+            alternative_issuers: self.alternative_issuers,
             jwks,
             dev_key: self.dev_key,
             token_use: self.token_use,
@@ -410,6 +476,8 @@ impl RawPool {
             groups_claim: self.groups_claim.unwrap_or_else(|| "cognito:groups".to_owned()),
             attributes: self.attributes.into_iter().collect(),
             leeway,
+            max_token_age: self.max_token_age,
+            require_registered: self.require_registered,
         })
     }
 }

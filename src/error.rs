@@ -19,7 +19,7 @@ pub enum ApiError {
     /// The token was rejected (`401`), or its pool's keys are unavailable (`503`).
     #[error(transparent)]
     Token(#[from] TokenError),
-    /// The principal could not be built (`503`).
+    /// The principal may not act (`401`), or could not be looked up (`503`).
     #[error(transparent)]
     Principal(#[from] PrincipalError),
     /// The question could not be decided (`400` or `500`).
@@ -47,6 +47,9 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Token(err) => err.code(),
+            ApiError::Principal(PrincipalError::Disabled) => "principal_disabled",
+            ApiError::Principal(PrincipalError::Revoked) => "token_revoked",
+            ApiError::Principal(PrincipalError::NotRegistered) => "principal_not_registered",
             ApiError::Principal(PrincipalError::DatabaseUnavailable(_)) => "database_unavailable",
             ApiError::Decision(DecisionError::InvalidRequest(_)) | ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::Decision(DecisionError::PrincipalSchema(_)) => "internal_error",
@@ -56,7 +59,7 @@ impl ApiError {
 
     fn message(&self) -> String {
         match self {
-            ApiError::Principal(_) => "the database is unavailable".to_owned(),
+            ApiError::Principal(PrincipalError::DatabaseUnavailable(_)) => "the database is unavailable".to_owned(),
             ApiError::Decision(DecisionError::PrincipalSchema(_)) => "internal error".to_owned(),
             other => other.to_string(),
         }
@@ -66,10 +69,9 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Token(TokenError::KeysUnavailable { .. }) | ApiError::Principal(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ApiError::Token(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Token(TokenError::KeysUnavailable { .. })
+            | ApiError::Principal(PrincipalError::DatabaseUnavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Token(_) | ApiError::Principal(_) => StatusCode::UNAUTHORIZED,
             ApiError::Decision(DecisionError::InvalidRequest(_)) | ApiError::InvalidRequest(_) => {
                 StatusCode::BAD_REQUEST
             }

@@ -2,7 +2,8 @@
 //!
 //! [`build`] loads and validates the policies, checks that every pool's principal fits the
 //! schema, connects and migrates the database, fetches every pool's keys, starts the background
-//! key refreshers and binds the HTTP server to the given listener. Anything wrong refuses to
+//! tasks (key refreshers, the change follower that keeps caches coherent, the revocation purge)
+//! and binds the HTTP server to the given listener. Anything wrong refuses to
 //! start with every problem listed; a pool whose keys cannot be fetched yet does not, it only
 //! keeps `/readyz` at 503 until its keys arrive.
 
@@ -17,8 +18,9 @@ use tracing_actix_web::TracingLogger;
 use crate::config::{Settings, TokenUse};
 use crate::decision::{Decider, entities, policies};
 use crate::http::{self, AppState};
-use crate::principal::Principal;
-use crate::principal::flags::FlagStore;
+use crate::principal::store::PrincipalStore;
+use crate::principal::{Principal, coherence};
+use crate::telemetry::DecisionLog;
 use crate::token::Verifier;
 use crate::token::jwks::Jwks;
 use crate::token::pool::Pool;
@@ -28,7 +30,7 @@ use crate::{db, dev};
 pub struct Application {
     port: u16,
     server: Server,
-    refreshers: Vec<tokio::task::JoinHandle<()>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -40,8 +42,8 @@ impl Application {
     /// Serves until the server stops (SIGINT or SIGTERM: in-flight requests finish first).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        for refresher in self.refreshers {
-            refresher.abort();
+        for task in self.background {
+            task.abort();
         }
         result
     }
@@ -79,20 +81,22 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
     dev::ensure_keys(&settings)?;
     let decider = load_decider(&settings)?;
     let db = db::connect(&settings.database).await?;
-    db::migrate(&db).await?;
+    db::migrate(&db, &settings.database).await?;
 
     let jwks = Jwks::new(&settings.jwks, &settings.pools).context("cannot build the HTTP client")?;
     let pools = settings.pools.iter().cloned().map(Pool::new).map(Arc::new).collect();
     let verifier = Verifier::new(pools, jwks);
     verifier.jwks().refresh_all().await;
 
+    let principals = Arc::new(PrincipalStore::new(db, &settings.cache));
     let state = web::Data::new(AppState {
         verifier,
-        flags: FlagStore::new(db, &settings.cache),
+        principals: Arc::clone(&principals),
         decider,
+        decision_log: DecisionLog::new(&settings.decision_log),
         max_body_bytes: settings.max_body_bytes,
     });
-    let refreshers = settings
+    let mut background: Vec<_> = settings
         .pools
         .iter()
         .map(|pool| {
@@ -106,6 +110,22 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
             })
         })
         .collect();
+    background.push(tokio::spawn(coherence::follow(
+        settings.database.url.clone(),
+        settings.database.change_poll_interval,
+        Arc::clone(&principals),
+    )));
+    let purge_interval = settings.database.purge_interval;
+    background.push(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(purge_interval).await;
+            match principals.purge_expired_revocations().await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "purged expired revocations"),
+                Err(err) => tracing::warn!(error = %err, "cannot purge expired revocations"),
+            }
+        }
+    }));
 
     let port = listener.local_addr()?.port();
     let server = HttpServer::new(move || {
@@ -113,5 +133,5 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
     })
     .listen(listener)?
     .run();
-    Ok(Application { port, server, refreshers })
+    Ok(Application { port, server, background })
 }

@@ -1,8 +1,11 @@
 //! `POST /v1/check` and `POST /v1/check/batch`: the decision path, stage by stage.
 //!
-//! Each handler reads as the pipeline: bearer token → `token::Verifier::verify` → flags →
-//! `principal::build` → `Decider::decide` → JSON answer. The token is checked before the body is
-//! read, so an unauthenticated caller learns nothing about the schema. A deny is a normal `200`.
+//! Each handler reads as the pipeline: bearer token (plus `X-Id-Token` in paired mode) →
+//! `token::Verifier` → `principal::resolve` → `Decider::decide` → JSON answer. The token is
+//! checked before the body is read, so an unauthenticated caller learns nothing about the
+//! schema. A deny is a normal `200`. Every outcome goes to the decision log.
+
+use std::time::Instant;
 
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{HttpRequest, HttpResponse, post, web};
@@ -12,7 +15,10 @@ use crate::decision::{AccessRequest, Decision};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::principal::{self, Principal};
-use crate::token::bearer;
+use crate::token::{TokenError, bearer};
+
+/// The header carrying the ID token in paired mode; the bearer is then the access token.
+pub const ID_TOKEN_HEADER: &str = "x-id-token";
 
 /// Most items one batch may hold.
 pub const MAX_BATCH_ITEMS: usize = 100;
@@ -60,10 +66,20 @@ pub async fn check(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = authenticate(&request, &state).await?;
+    let started = Instant::now();
+    logged(&state, started, check_one(&request, body, &state, started).await)
+}
+
+async fn check_one(
+    request: &HttpRequest,
+    body: web::Payload,
+    state: &AppState,
+    started: Instant,
+) -> Result<HttpResponse, ApiError> {
+    let principal = authenticate(request, state).await?;
     let ask: AccessRequest = read_json(body, state.max_body_bytes).await?;
     let decision = state.decider.decide(&principal, &ask)?;
-    log_decision(&principal, &ask, &decision);
+    state.decision_log.decided(&principal, &ask, &decision, started);
     Ok(HttpResponse::Ok().json(CheckResponse {
         decision: DecisionView::from(decision),
         pool: &principal.pool,
@@ -78,14 +94,24 @@ pub async fn check_batch(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = authenticate(&request, &state).await?;
+    let started = Instant::now();
+    logged(&state, started, check_many(&request, body, &state, started).await)
+}
+
+async fn check_many(
+    request: &HttpRequest,
+    body: web::Payload,
+    state: &AppState,
+    started: Instant,
+) -> Result<HttpResponse, ApiError> {
+    let principal = authenticate(request, state).await?;
     let batch: BatchRequest = read_json(body, state.max_body_bytes).await?;
     if batch.items.is_empty() || batch.items.len() > MAX_BATCH_ITEMS {
         return Err(ApiError::InvalidRequest(format!("items: between 1 and {MAX_BATCH_ITEMS} items are accepted")));
     }
     let decisions = state.decider.decide_all(&principal, &batch.items)?;
     for (ask, decision) in batch.items.iter().zip(&decisions) {
-        log_decision(&principal, ask, decision);
+        state.decision_log.decided(&principal, ask, decision, started);
     }
     Ok(HttpResponse::Ok().json(BatchResponse {
         pool: &principal.pool,
@@ -94,13 +120,30 @@ pub async fn check_batch(
     }))
 }
 
-/// Stages 1 and 2: verify the bearer token and join its claims with the user's flags.
+/// Stages 1 and 2: verify the bearer token (and the ID token beside it, in paired mode) and
+/// resolve the principal against the admin tables.
 async fn authenticate(request: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
     let headers: Vec<&[u8]> = request.headers().get_all(AUTHORIZATION).map(|value| value.as_bytes()).collect();
-    let raw = bearer::extract(&headers)?;
-    let token = state.verifier.verify(raw).await?;
-    let flags = state.flags.load(token.pool.name(), &token.claims.sub).await?;
-    Ok(principal::build(&token, flags))
+    let bearer = bearer::extract(&headers)?;
+    let id_tokens: Vec<&[u8]> = request.headers().get_all(ID_TOKEN_HEADER).map(|value| value.as_bytes()).collect();
+    let token = match id_tokens.as_slice() {
+        [] => state.verifier.verify(bearer).await?,
+        [id_token] => state.verifier.verify_pair(bearer, bearer::raw(id_token)?).await?,
+        _ => return Err(TokenError::Malformed("more than one X-Id-Token header".into()).into()),
+    };
+    Ok(principal::resolve(&state.principals, &token).await?)
+}
+
+/// Sends refusals to the decision log; decisions were logged where they were made.
+fn logged(
+    state: &AppState,
+    started: Instant,
+    result: Result<HttpResponse, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    if let Err(err) = &result {
+        state.decision_log.refused(err.code(), started);
+    }
+    result
 }
 
 async fn read_json<T: for<'de> Deserialize<'de>>(body: web::Payload, limit: usize) -> Result<T, ApiError> {
@@ -110,20 +153,6 @@ async fn read_json<T: for<'de> Deserialize<'de>>(body: web::Payload, limit: usiz
         .map_err(|_| ApiError::BodyTooLarge(limit))?
         .map_err(|_| ApiError::InvalidRequest("the request body could not be read".into()))?;
     serde_json::from_slice(&bytes).map_err(|err| ApiError::InvalidRequest(format!("invalid JSON body: {err}")))
-}
-
-fn log_decision(principal: &Principal, ask: &AccessRequest, decision: &Decision) {
-    tracing::debug!(
-        pool = %principal.pool,
-        sub = %principal.sub,
-        action = %ask.action,
-        resource_type = %ask.resource.type_name,
-        resource_id = %ask.resource.id,
-        allow = decision.allow,
-        policies = ?decision.determining_policies,
-        errors = decision.errors.len(),
-        "decision"
-    );
 }
 
 impl<'a> From<&'a Principal> for PrincipalView<'a> {

@@ -24,7 +24,7 @@ pub async fn healthz() -> HttpResponse {
 /// Readiness: `200` when every dependency is usable, else `503` naming what is not.
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database_ok = state.flags.ping().await;
+    let database_ok = state.principals.ping().await;
     let mut pools = BTreeMap::new();
     for pool in state.verifier.pools() {
         let ready = state.verifier.jwks().is_ready(pool.name()).await;

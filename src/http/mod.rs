@@ -6,10 +6,13 @@
 pub mod check;
 pub mod health;
 
+use std::sync::Arc;
+
 use actix_web::web;
 
 use crate::decision::Decider;
-use crate::principal::flags::FlagStore;
+use crate::principal::store::PrincipalStore;
+use crate::telemetry::DecisionLog;
 use crate::token::Verifier;
 
 /// Everything a handler needs, shared by all workers.
@@ -17,9 +20,11 @@ pub struct AppState {
     /// Stage 1.
     pub verifier: Verifier,
     /// Stage 2.
-    pub flags: FlagStore,
+    pub principals: Arc<PrincipalStore>,
     /// Stage 3.
     pub decider: Decider,
+    /// One line per decision.
+    pub decision_log: DecisionLog,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
 }

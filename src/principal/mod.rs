@@ -1,20 +1,32 @@
-//! Stage 2: "who is this, for policy purposes?"
+//! Stage 2: "who is this, for policy purposes, and may they still act at all?"
 //!
-//! A [`Principal`] joins a verified token's claims with the user's permission flags from the
-//! database. It can only be built from a [`VerifiedToken`], so an unverified claim can never
-//! reach a policy.
+//! [`resolve`] reads what the admin tables say about a verified token's subject ([`store`]):
+//! a disabled principal, a global sign-out (`tokens_valid_after`) or a revoked token id stops
+//! the request here. Otherwise the claims and the flags become a [`Principal`]. A principal can
+//! only be built from a [`VerifiedToken`], so an unverified claim never reaches a policy.
 
-pub mod flags;
+pub mod coherence;
+pub mod store;
 
 use std::sync::Arc;
 
 use crate::config::TokenUse;
+use crate::principal::store::{PrincipalRecord, PrincipalStore};
 use crate::token::VerifiedToken;
 
-/// Why a principal could not be built.
+/// Why a verified token's bearer may not act, or could not be looked up.
 #[derive(Debug, thiserror::Error)]
 pub enum PrincipalError {
-    /// The flags could not be read; answering without them could allow too much or too little.
+    /// `principals.disabled` is set (`401 principal_disabled`).
+    #[error("the principal is disabled")]
+    Disabled,
+    /// The token predates `tokens_valid_after` or its id is revoked (`401 token_revoked`).
+    #[error("the token has been revoked")]
+    Revoked,
+    /// The pool requires a `principals` row and there is none (`401 principal_not_registered`).
+    #[error("the principal is not registered")]
+    NotRegistered,
+    /// The admin tables could not be read; answering without them could allow too much.
     #[error("database unavailable: {0}")]
     DatabaseUnavailable(String),
 }
@@ -28,7 +40,7 @@ pub struct Principal {
     pub namespace: String,
     /// The token's `sub`.
     pub sub: String,
-    /// The kind of token presented.
+    /// The kind of token presented as bearer.
     pub token_use: TokenUse,
     /// Groups from the token; they become the entity's parents.
     pub groups: Vec<String>,
@@ -42,8 +54,38 @@ pub struct Principal {
     pub flags: Arc<[String]>,
 }
 
-/// Joins the verified claims with the flags loaded for the same pool and subject.
-pub fn build(token: &VerifiedToken, flags: Arc<[String]>) -> Principal {
+/// Checks the token's subject and ids against the admin tables and builds the principal.
+pub async fn resolve(store: &PrincipalStore, token: &VerifiedToken) -> Result<Principal, PrincipalError> {
+    let pool = token.pool.settings();
+    for token_id in &token.claims.token_ids {
+        if store.is_revoked(&pool.name, token_id).await? {
+            return Err(PrincipalError::Revoked);
+        }
+    }
+    let record = store.record(&pool.name, &token.claims.sub).await?;
+    admit(token, &record)?;
+    Ok(build(token, &record))
+}
+
+/// The account switches of a principal record.
+fn admit(token: &VerifiedToken, record: &PrincipalRecord) -> Result<(), PrincipalError> {
+    if record.disabled {
+        return Err(PrincipalError::Disabled);
+    }
+    if token.pool.settings().require_registered && !record.registered {
+        return Err(PrincipalError::NotRegistered);
+    }
+    if let Some(valid_after) = record.tokens_valid_after {
+        // A token that cannot say when its sign-in happened predates every sign-out.
+        let signed_in_at = token.claims.signed_in_at.unwrap_or(f64::NEG_INFINITY);
+        if signed_in_at < valid_after as f64 {
+            return Err(PrincipalError::Revoked);
+        }
+    }
+    Ok(())
+}
+
+fn build(token: &VerifiedToken, record: &PrincipalRecord) -> Principal {
     let settings = token.pool.settings();
     let claims = &token.claims;
     Principal {
@@ -55,6 +97,6 @@ pub fn build(token: &VerifiedToken, flags: Arc<[String]>) -> Principal {
         email: claims.email.clone(),
         scopes: claims.scopes.clone(),
         attributes: claims.attributes.clone(),
-        flags,
+        flags: Arc::clone(&record.flags),
     }
 }

@@ -24,14 +24,19 @@ pub fn extract<'a>(headers: &[&'a [u8]]) -> Result<&'a str, TokenError> {
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(TokenError::MissingToken);
     }
-    let token = token.trim_matches(' ');
-    if token.is_empty() {
-        return Err(TokenError::MissingToken);
-    }
-    if token.len() > MAX_TOKEN_BYTES {
+    raw(token.trim_matches(' ').as_bytes())
+}
+
+/// A token given bare, as in `X-Id-Token: <token>`, with the same size and encoding rules.
+pub fn raw(value: &[u8]) -> Result<&str, TokenError> {
+    if value.len() > MAX_TOKEN_BYTES {
         return Err(TokenError::TooLarge);
     }
-    Ok(token)
+    let token = std::str::from_utf8(value).map_err(|_| TokenError::Malformed("a token is not valid UTF-8".into()))?;
+    match token.trim_matches(' ') {
+        "" => Err(TokenError::MissingToken),
+        token => Ok(token),
+    }
 }
 
 #[cfg(test)]

@@ -26,10 +26,17 @@ pub struct VerifiedClaims {
     pub scopes: Vec<String>,
     /// Mapped principal attributes (attribute name, claim value) present in the token.
     pub attributes: Vec<(String, String)>,
+    /// When the user signed in: `auth_time`, else `iat` (epoch seconds).
+    pub signed_in_at: Option<f64>,
+    /// `origin_jti`: shared by the ID and access token of one sign-in.
+    pub origin_jti: Option<String>,
+    /// `jti` and `origin_jti` of the presented token(s): revoking any of them rejects the request.
+    pub token_ids: Vec<String>,
 }
 
-/// Checks time, `token_use`, client and subject claims against the pool's rules.
-pub fn check(pool: &Pool, claims: &Map<String, Value>) -> Result<VerifiedClaims, TokenError> {
+/// Checks time, `token_use`, client and subject claims against the pool's rules; `accepted`
+/// lists the kinds of token acceptable in this position (the pool's `token_use` for a bearer).
+pub fn check(pool: &Pool, claims: &Map<String, Value>, accepted: &[TokenUse]) -> Result<VerifiedClaims, TokenError> {
     let settings = pool.settings();
     let now = now_secs();
     let leeway = settings.leeway.as_secs_f64();
@@ -47,8 +54,19 @@ pub fn check(pool: &Pool, claims: &Map<String, Value>) -> Result<VerifiedClaims,
     {
         return Err(TokenError::IssuedInFuture);
     }
-    if claims.get("iss").and_then(Value::as_str) != Some(settings.issuer.as_str()) {
+    if !claims.get("iss").and_then(Value::as_str).is_some_and(|iss| settings.accepts_issuer(iss)) {
         return Err(TokenError::UnknownIssuer);
+    }
+    let signed_in_at = match number(claims, "auth_time")? {
+        Some(auth_time) => Some(auth_time),
+        None => number(claims, "iat")?,
+    };
+    if let Some(max_age) = settings.max_token_age {
+        let signed_in_at = signed_in_at
+            .ok_or_else(|| TokenError::InvalidClaims("`auth_time` or `iat` is required by max_token_age".into()))?;
+        if now - signed_in_at > max_age.as_secs_f64() {
+            return Err(TokenError::TooOld);
+        }
     }
     let token_use = match string(claims, "token_use")? {
         Some("id") => TokenUse::Id,
@@ -56,7 +74,7 @@ pub fn check(pool: &Pool, claims: &Map<String, Value>) -> Result<VerifiedClaims,
         Some(_) => return Err(TokenError::WrongTokenUse),
         None => return Err(TokenError::InvalidClaims("`token_use` is required".into())),
     };
-    if !settings.token_use.contains(&token_use) {
+    if !accepted.contains(&token_use) {
         return Err(TokenError::WrongTokenUse);
     }
     check_client(&settings.clients, token_use, claims)?;
@@ -90,6 +108,8 @@ pub fn check(pool: &Pool, claims: &Map<String, Value>) -> Result<VerifiedClaims,
         };
         attributes.push((attribute.clone(), value));
     }
+    let origin_jti = string(claims, "origin_jti")?.map(str::to_owned);
+    let token_ids = string(claims, "jti")?.map(str::to_owned).into_iter().chain(origin_jti.clone()).collect();
     Ok(VerifiedClaims {
         sub,
         token_use,
@@ -97,6 +117,9 @@ pub fn check(pool: &Pool, claims: &Map<String, Value>) -> Result<VerifiedClaims,
         email: string(claims, "email")?.map(str::to_owned),
         scopes,
         attributes,
+        signed_in_at,
+        origin_jti,
+        token_ids,
     })
 }
 

@@ -14,9 +14,16 @@ pub struct Issuers {
 }
 
 impl Issuers {
-    /// Indexes `pools` by issuer; the configuration guarantees issuers are unique.
+    /// Indexes `pools` by issuer and listed alternative issuers; the configuration guarantees
+    /// they are unique.
     pub fn new(pools: impl IntoIterator<Item = Arc<Pool>>) -> Self {
-        let by_issuer = pools.into_iter().map(|pool| (pool.settings().issuer.clone(), pool)).collect();
+        let mut by_issuer = HashMap::new();
+        for pool in pools {
+            let settings = pool.settings();
+            for issuer in std::iter::once(&settings.issuer).chain(&settings.alternative_issuers) {
+                by_issuer.insert(issuer.clone(), Arc::clone(&pool));
+            }
+        }
         Self { by_issuer }
     }
 
@@ -25,8 +32,8 @@ impl Issuers {
         self.by_issuer.get(iss)
     }
 
-    /// Every trusted pool.
+    /// Every trusted pool, once each.
     pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
-        self.by_issuer.values()
+        self.by_issuer.iter().filter(|(issuer, pool)| **issuer == pool.settings().issuer).map(|(_, pool)| pool)
     }
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::config::TokenUse;
 pub use crate::token::claims::VerifiedClaims;
 use crate::token::issuer::Issuers;
 use crate::token::jwks::Jwks;
@@ -65,6 +66,12 @@ pub enum TokenError {
     /// A required claim is missing or a claim has the wrong type.
     #[error("invalid claims: {0}")]
     InvalidClaims(String),
+    /// The sign-in is older than the pool's `max_token_age`.
+    #[error("the sign-in behind this token is older than the pool allows")]
+    TooOld,
+    /// The access token and the `X-Id-Token` do not belong together.
+    #[error("the access token and the ID token do not match: {0}")]
+    PairMismatch(String),
     /// The pool's keys are not loaded or too stale; the token cannot be judged (`503`).
     #[error("signing keys of pool `{pool}` are unavailable")]
     KeysUnavailable {
@@ -90,6 +97,8 @@ impl TokenError {
             TokenError::WrongTokenUse => "wrong_token_use",
             TokenError::ClientNotAllowed => "client_not_allowed",
             TokenError::InvalidClaims(_) => "invalid_claims",
+            TokenError::TooOld => "token_too_old",
+            TokenError::PairMismatch(_) => "token_pair_mismatch",
             TokenError::KeysUnavailable { .. } => "jwks_unavailable",
         }
     }
@@ -119,8 +128,43 @@ impl Verifier {
         Self { issuers: Issuers::new(pools), jwks }
     }
 
-    /// Verifies a raw token: issuer, key, signature and claims.
+    /// Verifies a bearer token of any kind its pool's `token_use` accepts.
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        self.verify_as(token, None).await
+    }
+
+    /// Paired mode: verifies the access token (the bearer) and the ID token sent beside it, and
+    /// joins them into one identity with the access token's scopes and groups and the ID token's
+    /// profile claims. Both must come from the same pool, name the same `sub`, and carry the same
+    /// `origin_jti` when both have one (one sign-in issues both tokens).
+    pub async fn verify_pair(&self, access: &str, id: &str) -> Result<VerifiedToken, TokenError> {
+        let access = self.verify_as(access, Some(TokenUse::Access)).await?;
+        let id = self.verify_as(id, Some(TokenUse::Id)).await?;
+        if !Arc::ptr_eq(&access.pool, &id.pool) {
+            return Err(TokenError::PairMismatch("they come from different pools".into()));
+        }
+        if access.claims.sub != id.claims.sub {
+            return Err(TokenError::PairMismatch("their `sub` differs".into()));
+        }
+        if let (Some(a), Some(b)) = (&access.claims.origin_jti, &id.claims.origin_jti)
+            && a != b
+        {
+            return Err(TokenError::PairMismatch("their `origin_jti` differs".into()));
+        }
+        let mut token_ids = access.claims.token_ids;
+        for token_id in id.claims.token_ids {
+            if !token_ids.contains(&token_id) {
+                token_ids.push(token_id);
+            }
+        }
+        let claims =
+            VerifiedClaims { email: id.claims.email, attributes: id.claims.attributes, token_ids, ..access.claims };
+        Ok(VerifiedToken { pool: access.pool, claims })
+    }
+
+    /// Verifies a raw token: issuer, key, signature and claims. `only` restricts the token's
+    /// kind; a bearer (`None`) may be any kind its pool accepts.
+    async fn verify_as(&self, token: &str, only: Option<TokenUse>) -> Result<VerifiedToken, TokenError> {
         let unverified = header::inspect(token)?;
         let pool = self.issuers.route(&unverified.iss).ok_or(TokenError::UnknownIssuer)?;
         let key = self.jwks.key(pool.name(), &unverified.kid).await?;
@@ -136,7 +180,14 @@ impl Verifier {
                 _ => TokenError::Malformed("the token cannot be decoded".into()),
             }
         })?;
-        let claims = claims::check(pool, &decoded.claims)?;
+        let accepted: &[TokenUse] = match only {
+            None => &pool.settings().token_use,
+            // The bearer of a pair must still be a kind the pool accepts as bearer.
+            Some(TokenUse::Access) if !pool.settings().token_use.contains(&TokenUse::Access) => &[],
+            Some(TokenUse::Access) => &[TokenUse::Access],
+            Some(TokenUse::Id) => &[TokenUse::Id],
+        };
+        let claims = claims::check(pool, &decoded.claims, accepted)?;
         Ok(VerifiedToken { pool: Arc::clone(pool), claims })
     }
 

@@ -1,0 +1,60 @@
+-- Every change to an admin table is announced on the channel `poolgate_changes`, so that each
+-- replica evicts exactly the cache entries it affects. Payload: {"kind", "pool", "key"}, where
+-- kind is `principal` (key = subject) or `revocation` (key = jti); `flush` asks for a full
+-- eviction (TRUNCATE, or a key too long for a notification payload).
+
+CREATE FUNCTION poolgate_announce(kind TEXT, pool TEXT, key TEXT) RETURNS VOID
+LANGUAGE plpgsql AS $$
+DECLARE
+    payload TEXT := json_build_object('kind', kind, 'pool', pool, 'key', key)::text;
+BEGIN
+    IF octet_length(payload) > 7000 THEN
+        payload := json_build_object('kind', 'flush')::text;
+    END IF;
+    PERFORM pg_notify('poolgate_changes', payload);
+END $$;
+
+CREATE FUNCTION poolgate_notify_principal() RETURNS TRIGGER
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        PERFORM poolgate_announce('principal', OLD.pool, OLD.subject);
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        PERFORM poolgate_announce('principal', NEW.pool, NEW.subject);
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION poolgate_notify_revocation() RETURNS TRIGGER
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        PERFORM poolgate_announce('revocation', OLD.pool, OLD.jti);
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        PERFORM poolgate_announce('revocation', NEW.pool, NEW.jti);
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION poolgate_notify_flush() RETURNS TRIGGER
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('poolgate_changes', json_build_object('kind', 'flush')::text);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER principals_notify AFTER INSERT OR UPDATE OR DELETE ON principals
+    FOR EACH ROW EXECUTE FUNCTION poolgate_notify_principal();
+CREATE TRIGGER principal_flags_notify AFTER INSERT OR UPDATE OR DELETE ON principal_flags
+    FOR EACH ROW EXECUTE FUNCTION poolgate_notify_principal();
+CREATE TRIGGER revoked_tokens_notify AFTER INSERT OR UPDATE OR DELETE ON revoked_tokens
+    FOR EACH ROW EXECUTE FUNCTION poolgate_notify_revocation();
+
+CREATE TRIGGER principals_truncate AFTER TRUNCATE ON principals
+    FOR EACH STATEMENT EXECUTE FUNCTION poolgate_notify_flush();
+CREATE TRIGGER principal_flags_truncate AFTER TRUNCATE ON principal_flags
+    FOR EACH STATEMENT EXECUTE FUNCTION poolgate_notify_flush();
+CREATE TRIGGER revoked_tokens_truncate AFTER TRUNCATE ON revoked_tokens
+    FOR EACH STATEMENT EXECUTE FUNCTION poolgate_notify_flush();

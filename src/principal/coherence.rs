@@ -1,0 +1,153 @@
+//! Stage 2b: keeping every replica's caches coherent with the database, so that a change made
+//! with plain SQL never waits for a cache TTL.
+//!
+//! PostgreSQL: the schema's triggers `NOTIFY poolgate_changes` with the (pool, key) a change
+//! touches, and each replica `LISTEN`s and evicts exactly those entries. Notifications sent
+//! while the listening connection is down are lost, so after every (re)connection, once
+//! `LISTEN` is in place again, the replica flushes its caches.
+//!
+//! SQLite has no notifications: a dedicated connection polls `PRAGMA data_version`, which
+//! changes whenever another connection (another process included) commits, and the caches are
+//! flushed on every change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sqlx::Connection;
+use sqlx::postgres::PgListener;
+
+use crate::principal::store::PrincipalStore;
+
+/// The notification channel the PostgreSQL triggers announce on.
+pub const CHANNEL: &str = "poolgate_changes";
+
+/// Back-off between reconnection attempts.
+const RETRY: Duration = Duration::from_millis(250);
+
+/// One change announced by a trigger.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Change {
+    /// A `principals` or `principal_flags` row of (pool, subject).
+    Principal {
+        /// Pool name.
+        pool: String,
+        /// Subject.
+        key: String,
+    },
+    /// A `revoked_tokens` row of (pool, jti).
+    Revocation {
+        /// Pool name.
+        pool: String,
+        /// Token id.
+        key: String,
+    },
+    /// Anything else: forget everything.
+    Flush,
+}
+
+/// Follows the database's changes forever, evicting what they affect.
+pub async fn follow(database_url: String, poll_interval: Duration, store: Arc<PrincipalStore>) {
+    if crate::db::is_sqlite(&database_url) {
+        poll_sqlite(&database_url, poll_interval, &store).await;
+    } else {
+        listen_postgres(&database_url, &store).await;
+    }
+}
+
+async fn listen_postgres(url: &str, store: &PrincipalStore) {
+    loop {
+        let mut listener = match subscribe(url).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for changes; retrying");
+                store.flush();
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        // LISTEN is in place: whatever changed before now may have gone unannounced.
+        store.flush();
+        tracing::info!(channel = CHANNEL, "listening for changes");
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => apply(store, notification.payload()).await,
+                Ok(None) => {
+                    tracing::warn!("change listener lost its connection; reconnecting");
+                    break;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "change listener failed; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn subscribe(url: &str) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+async fn apply(store: &PrincipalStore, payload: &str) {
+    match serde_json::from_str::<Change>(payload) {
+        Ok(Change::Principal { pool, key }) => store.evict_principal(&pool, &key).await,
+        Ok(Change::Revocation { pool, key }) => store.evict_revocation(&pool, &key).await,
+        Ok(Change::Flush) => store.flush(),
+        Err(err) => {
+            tracing::warn!(error = %err, "unreadable change notification; flushing caches");
+            store.flush();
+        }
+    }
+}
+
+async fn poll_sqlite(url: &str, interval: Duration, store: &PrincipalStore) {
+    let mut connection: Option<sqlx::AnyConnection> = None;
+    let mut last_version: Option<i64> = None;
+    loop {
+        tokio::time::sleep(interval).await;
+        let conn = match connection.as_mut() {
+            Some(conn) => conn,
+            None => match sqlx::AnyConnection::connect(url).await {
+                Ok(conn) => connection.insert(conn),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot watch the database for changes; retrying");
+                    continue;
+                }
+            },
+        };
+        match sqlx::query_as::<_, (i64,)>("PRAGMA data_version").fetch_one(conn).await {
+            Ok((version,)) => {
+                if last_version.is_some_and(|last| last != version) {
+                    tracing::debug!("database changed; flushing caches");
+                    store.flush();
+                }
+                last_version = Some(version);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read data_version; flushing caches");
+                store.flush();
+                connection = None;
+                last_version = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trigger_payloads_parse_into_changes() {
+        let principal = serde_json::from_str::<Change>(r#"{"kind":"principal","pool":"p","key":"s"}"#).ok();
+        assert_eq!(principal, Some(Change::Principal { pool: "p".into(), key: "s".into() }));
+        let revocation = serde_json::from_str::<Change>(r#"{"kind":"revocation","pool":"p","key":"j"}"#).ok();
+        assert_eq!(revocation, Some(Change::Revocation { pool: "p".into(), key: "j".into() }));
+        assert_eq!(serde_json::from_str::<Change>(r#"{"kind":"flush"}"#).ok(), Some(Change::Flush));
+        assert!(serde_json::from_str::<Change>(r#"{"kind":"other"}"#).is_err());
+    }
+}

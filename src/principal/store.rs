@@ -1,0 +1,139 @@
+//! Stage 2a: what the admin tables say about a principal and its tokens, read through bounded
+//! moka caches.
+//!
+//! Two caches: principal records (`principals` row + `principal_flags`) by (pool, subject), and
+//! revocations (`revoked_tokens`) by (pool, token id). Concurrent misses for one key share a
+//! single query (`try_get_with`). Entries live at most `cache.flags_ttl`; changes reach them
+//! sooner through `principal/coherence.rs`, which evicts what a change affects. A failed query
+//! is never cached and becomes [`PrincipalError::DatabaseUnavailable`]: without the record the
+//! request is refused, never judged.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use moka::future::Cache;
+use sqlx::AnyPool;
+
+use crate::config::CacheSettings;
+use crate::principal::PrincipalError;
+
+/// What the admin tables hold for one (pool, subject).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalRecord {
+    /// Whether a `principals` row exists.
+    pub registered: bool,
+    /// `principals.disabled`; anything but an explicit false counts as disabled.
+    pub disabled: bool,
+    /// `principals.tokens_valid_after` (epoch seconds): tokens from sign-ins before it are revoked.
+    pub tokens_valid_after: Option<i64>,
+    /// Granted flags, sorted.
+    pub flags: Arc<[String]>,
+}
+
+type Key = (String, String);
+
+/// Cached reader of the admin tables.
+pub struct PrincipalStore {
+    db: AnyPool,
+    records: Cache<Key, Arc<PrincipalRecord>>,
+    revocations: Cache<Key, bool>,
+}
+
+impl PrincipalStore {
+    /// A store over `db` with the configured cache bounds.
+    pub fn new(db: AnyPool, settings: &CacheSettings) -> Self {
+        Self {
+            db,
+            records: Cache::builder().max_capacity(settings.flags_capacity).time_to_live(settings.flags_ttl).build(),
+            revocations: Cache::builder()
+                .max_capacity(settings.flags_capacity)
+                .time_to_live(settings.flags_ttl)
+                .build(),
+        }
+    }
+
+    /// The record of `subject` in `pool`.
+    pub async fn record(&self, pool: &str, subject: &str) -> Result<Arc<PrincipalRecord>, PrincipalError> {
+        self.records
+            .try_get_with((pool.to_owned(), subject.to_owned()), self.query_record(pool, subject))
+            .await
+            .map_err(|err| PrincipalError::DatabaseUnavailable(err.to_string()))
+    }
+
+    /// Whether `token_id` (a `jti` or `origin_jti`) is revoked in `pool`.
+    pub async fn is_revoked(&self, pool: &str, token_id: &str) -> Result<bool, PrincipalError> {
+        self.revocations
+            .try_get_with((pool.to_owned(), token_id.to_owned()), self.query_revoked(pool, token_id))
+            .await
+            .map_err(|err| PrincipalError::DatabaseUnavailable(err.to_string()))
+    }
+
+    async fn query_record(&self, pool: &str, subject: &str) -> Result<Arc<PrincipalRecord>, sqlx::Error> {
+        // `disabled = FALSE` rather than `disabled`: in SQLite a stray text value must not read
+        // as "enabled".
+        let row: Option<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT CAST(CASE WHEN disabled = FALSE THEN 0 ELSE 1 END AS BIGINT), tokens_valid_after \
+             FROM principals WHERE pool = $1 AND subject = $2",
+        )
+        .bind(pool)
+        .bind(subject)
+        .fetch_optional(&self.db)
+        .await?;
+        let flags: Vec<(String,)> =
+            sqlx::query_as("SELECT flag FROM principal_flags WHERE pool = $1 AND subject = $2 ORDER BY flag")
+                .bind(pool)
+                .bind(subject)
+                .fetch_all(&self.db)
+                .await?;
+        Ok(Arc::new(PrincipalRecord {
+            registered: row.is_some(),
+            disabled: row.is_some_and(|(disabled, _)| disabled != 0),
+            tokens_valid_after: row.and_then(|(_, after)| after),
+            flags: flags.into_iter().map(|(flag,)| flag).collect(),
+        }))
+    }
+
+    async fn query_revoked(&self, pool: &str, token_id: &str) -> Result<bool, sqlx::Error> {
+        let (count,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM revoked_tokens WHERE pool = $1 AND jti = $2 AND expires_at > $3",
+        )
+        .bind(pool)
+        .bind(token_id)
+        .bind(now_secs())
+        .fetch_one(&self.db)
+        .await?;
+        Ok(count > 0)
+    }
+
+    /// Forgets the cached record of `subject` in `pool`.
+    pub async fn evict_principal(&self, pool: &str, subject: &str) {
+        self.records.invalidate(&(pool.to_owned(), subject.to_owned())).await;
+    }
+
+    /// Forgets whether `token_id` is revoked in `pool`.
+    pub async fn evict_revocation(&self, pool: &str, token_id: &str) {
+        self.revocations.invalidate(&(pool.to_owned(), token_id.to_owned())).await;
+    }
+
+    /// Forgets everything: the answer to "changes may have been missed".
+    pub fn flush(&self) {
+        self.records.invalidate_all();
+        self.revocations.invalidate_all();
+    }
+
+    /// Deletes revocations whose token has expired anyway; returns how many.
+    pub async fn purge_expired_revocations(&self) -> Result<u64, sqlx::Error> {
+        let done =
+            sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= $1").bind(now_secs()).execute(&self.db).await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Whether the database answers, for readiness checks.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.db).await.is_ok()
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
