@@ -105,36 +105,34 @@ async fn apply(store: &PrincipalStore, payload: &str) {
 }
 
 async fn poll_sqlite(url: &str, interval: Duration, store: &PrincipalStore) {
-    let mut connection: Option<sqlx::AnyConnection> = None;
-    let mut last_version: Option<i64> = None;
     loop {
-        tokio::time::sleep(interval).await;
-        let conn = match connection.as_mut() {
-            Some(conn) => conn,
-            None => match sqlx::AnyConnection::connect(url).await {
-                Ok(conn) => connection.insert(conn),
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot watch the database for changes; retrying");
-                    continue;
-                }
-            },
-        };
-        match sqlx::query_as::<_, (i64,)>("PRAGMA data_version").fetch_one(conn).await {
-            Ok((version,)) => {
-                if last_version.is_some_and(|last| last != version) {
-                    tracing::debug!("database changed; flushing caches");
-                    store.flush();
-                }
-                last_version = Some(version);
-            }
+        let mut connection = match sqlx::AnyConnection::connect(url).await {
+            Ok(connection) => connection,
             Err(err) => {
-                tracing::warn!(error = %err, "cannot read data_version; flushing caches");
+                tracing::warn!(error = %err, "cannot watch the database for changes; retrying");
                 store.flush();
-                connection = None;
-                last_version = None;
+                tokio::time::sleep(interval).await;
+                continue;
+            }
+        };
+        // The baseline is read before the flush, so no change can fall between the two.
+        let mut last_version = data_version(&mut connection).await;
+        store.flush();
+        while let Some(last) = last_version {
+            tokio::time::sleep(interval).await;
+            last_version = data_version(&mut connection).await;
+            if last_version != Some(last) {
+                tracing::debug!("database changed; flushing caches");
+                store.flush();
             }
         }
+        tracing::warn!("cannot read the database's data_version; reconnecting");
     }
+}
+
+/// SQLite's per-connection counter that moves whenever another connection commits.
+async fn data_version(connection: &mut sqlx::AnyConnection) -> Option<i64> {
+    sqlx::query_as::<_, (i64,)>("PRAGMA data_version").fetch_one(connection).await.ok().map(|(version,)| version)
 }
 
 #[cfg(test)]

@@ -61,6 +61,34 @@ impl TestDatabase {
         }
     }
 
+    /// The PostgreSQL database's name.
+    pub fn name(&self) -> Option<&str> {
+        self.admin.as_ref().map(|(_, name)| name.as_str())
+    }
+
+    /// PostgreSQL only: refuse (and cut) or allow again every connection to the database.
+    pub async fn set_reachable(&self, reachable: bool) {
+        let (admin_url, name) = self.admin.as_ref().unwrap();
+        let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
+        sqlx::query(&format!(r#"ALTER DATABASE "{name}" ALLOW_CONNECTIONS {reachable}"#))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        if !reachable {
+            let kill = format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'");
+            sqlx::query(&kill).execute(&mut conn).await.unwrap();
+        }
+    }
+
+    /// The single integer a `SELECT COUNT(*)` returns.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.url).await.unwrap();
+        let sql = sql.replacen("COUNT(*)", "CAST(COUNT(*) AS BIGINT)", 1);
+        let (count,): (i64,) = sqlx::query_as(&sql).fetch_one(&mut conn).await.unwrap();
+        count
+    }
+
     /// Runs one statement as an operator would.
     pub async fn execute(&self, sql: &str) {
         sqlx::any::install_default_drivers();
@@ -262,4 +290,59 @@ pub fn set(config: &mut Table, path: &[&str], value: impl Into<toml::Value>) {
         table = table.entry(section.to_string()).or_insert_with(|| Table::new().into()).as_table_mut().unwrap();
     }
     table.insert(last.to_string(), value.into());
+}
+
+/// poolgate as a child process (`poolgate serve`), for tests that need separate processes or
+/// its real log output. Killed on drop.
+pub struct ProcessApp {
+    pub address: String,
+    pub log: PathBuf,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl ProcessApp {
+    /// Starts `poolgate serve` with `config` on a free port and waits until it answers.
+    pub async fn start(config: &Table) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut config = config.clone();
+        set(&mut config, &["server", "bind"], format!("127.0.0.1:{port}"));
+        let path = dir.path().join("poolgate.toml");
+        std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+        let log = dir.path().join("poolgate.log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_poolgate"))
+            .args(["serve", "--config", path.to_str().unwrap()])
+            .env_remove("POOLGATE_CONFIG")
+            .env_remove("RUST_LOG")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let app = Self { address: format!("http://127.0.0.1:{port}"), log, child, _dir: dir };
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            if client.get(format!("{}/healthz", app.address)).send().await.is_ok() {
+                return app;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("poolgate did not start: {}", std::fs::read_to_string(&app.log).unwrap_or_default());
+    }
+
+    /// A client view of the process, for the request helpers.
+    pub fn client(&self) -> TestApp {
+        TestApp {
+            address: self.address.clone(),
+            client: reqwest::Client::new(),
+            _config_dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
+impl Drop for ProcessApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -9,10 +9,12 @@
     reason = "a failing test should stop at the line that failed"
 )]
 
+mod coherence;
 mod decision;
 mod fake_issuer;
 mod helpers;
 mod jwks;
+mod lifecycle;
 mod principal;
 mod startup;
 mod token;
