@@ -11,6 +11,7 @@
 
 mod coherence;
 mod decision;
+mod decision_log;
 mod fake_issuer;
 mod helpers;
 mod jwks;
