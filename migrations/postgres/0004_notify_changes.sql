@@ -14,26 +14,18 @@ BEGIN
     PERFORM pg_notify('poolgate_changes', payload);
 END $$;
 
-CREATE FUNCTION poolgate_notify_principal() RETURNS TRIGGER
+-- Row triggers pass the notification kind and the key column as arguments.
+CREATE FUNCTION poolgate_notify_row() RETURNS TRIGGER
 LANGUAGE plpgsql AS $$
+DECLARE
+    kind TEXT := TG_ARGV[0];
+    key_column TEXT := TG_ARGV[1];
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        PERFORM poolgate_announce('principal', OLD.pool, OLD.subject);
+        PERFORM poolgate_announce(kind, OLD.pool, to_jsonb(OLD) ->> key_column);
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        PERFORM poolgate_announce('principal', NEW.pool, NEW.subject);
-    END IF;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION poolgate_notify_revocation() RETURNS TRIGGER
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        PERFORM poolgate_announce('revocation', OLD.pool, OLD.jti);
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        PERFORM poolgate_announce('revocation', NEW.pool, NEW.jti);
+        PERFORM poolgate_announce(kind, NEW.pool, to_jsonb(NEW) ->> key_column);
     END IF;
     RETURN NULL;
 END $$;
@@ -46,11 +38,11 @@ BEGIN
 END $$;
 
 CREATE TRIGGER principals_notify AFTER INSERT OR UPDATE OR DELETE ON principals
-    FOR EACH ROW EXECUTE FUNCTION poolgate_notify_principal();
+    FOR EACH ROW EXECUTE FUNCTION poolgate_notify_row('principal', 'subject');
 CREATE TRIGGER principal_flags_notify AFTER INSERT OR UPDATE OR DELETE ON principal_flags
-    FOR EACH ROW EXECUTE FUNCTION poolgate_notify_principal();
+    FOR EACH ROW EXECUTE FUNCTION poolgate_notify_row('principal', 'subject');
 CREATE TRIGGER revoked_tokens_notify AFTER INSERT OR UPDATE OR DELETE ON revoked_tokens
-    FOR EACH ROW EXECUTE FUNCTION poolgate_notify_revocation();
+    FOR EACH ROW EXECUTE FUNCTION poolgate_notify_row('revocation', 'jti');
 
 CREATE TRIGGER principals_truncate AFTER TRUNCATE ON principals
     FOR EACH STATEMENT EXECUTE FUNCTION poolgate_notify_flush();

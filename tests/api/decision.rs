@@ -380,27 +380,21 @@ async fn an_oversized_body_is_refused_with_413() {
 #[tokio::test]
 async fn a_forbid_that_errors_turns_the_answer_into_deny() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("schema.cedarschema"),
-        r#"namespace Wallet {
-             entity Group;
-             entity User in [Group] { sub: String, pool: String, token_use: String, email?: String,
-                                      flags: Set<String>, scopes: Set<String> };
-             entity Wallet { owner: String, balance: Long };
-             action read appliesTo { principal: User, resource: Wallet };
-           }
-           namespace Admin {
-             entity Group;
-             entity User in [Group] { sub: String, pool: String, token_use: String, email?: String,
-                                      flags: Set<String>, scopes: Set<String> };
-           }
-           namespace Merchant {
-             entity Group;
-             entity User in [Group] { sub: String, pool: String, token_use: String, email?: String,
-                                      flags: Set<String>, scopes: Set<String>, org_id?: String };
-           }"#,
-    )
-    .unwrap();
+    // Every configured pool needs its User type; only Wallet gets a resource and an action.
+    let user = |namespace: &str, extra: &str| {
+        format!(
+            "namespace {namespace} {{ entity Group; entity User in [Group] {{ sub: String, pool: String, \
+             token_use: String, email?: String, flags: Set<String>, scopes: Set<String>, {extra} }}; {} }}",
+            if namespace == "Wallet" {
+                "entity Wallet { owner: String, balance: Long }; \
+                 action read appliesTo { principal: User, resource: Wallet };"
+            } else {
+                ""
+            }
+        )
+    };
+    let schema = [user("Wallet", ""), user("Admin", ""), user("Merchant", "org_id?: String,")].join("\n");
+    std::fs::write(dir.path().join("schema.cedarschema"), schema).unwrap();
     std::fs::write(
         dir.path().join("wallet.cedar"),
         r#"@id("permit-all-reads")

@@ -229,24 +229,30 @@ async fn require_registered_denies_subjects_without_a_principals_row() {
     }
 }
 
+/// Runs `poolgate migrate` against `db` with `data` as the data-migrations folder.
+fn migrate(db: &crate::helpers::TestDatabase, data: &std::path::Path) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("poolgate.toml");
+    let toml = format!(
+        "[database]\nurl = \"{}\"\ndata_migrations = \"{}\"\n\
+         [pools.wallet]\nissuer = \"https://i/wallet\"\ntoken_use = [\"id\"]\nclient_ids = [\"c\"]\n",
+        db.url,
+        data.display()
+    );
+    std::fs::write(&config, toml).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_poolgate"))
+        .args(["migrate", "--config", config.to_str().unwrap()])
+        .env_remove("POOLGATE_CONFIG")
+        .output()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn migrate_applies_the_operators_data_migrations_on_every_backend() {
     for backend in backends() {
         let db = crate::helpers::TestDatabase::create(&backend).await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("poolgate.toml");
-        let toml = format!(
-            "[database]\nurl = \"{}\"\ndata_migrations = \"{}\"\n[pools.wallet]\nissuer = \"https://i/wallet\"\ntoken_use = [\"id\"]\nclient_ids = [\"c\"]\n",
-            db.url,
-            repo_path("examples/data-migrations").display()
-        );
-        std::fs::write(&config, toml).unwrap();
         for _ in 0..2 {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_poolgate"))
-                .args(["migrate", "--config", config.to_str().unwrap()])
-                .env_remove("POOLGATE_CONFIG")
-                .output()
-                .unwrap();
+            let out = migrate(&db, &repo_path("examples/data-migrations"));
             assert!(out.status.success(), "{backend:?}: {}", String::from_utf8_lossy(&out.stderr));
         }
         let granted = db.count("SELECT COUNT(*) FROM principal_flags WHERE flag = 'can_manage_stock'").await;
@@ -258,25 +264,9 @@ async fn migrate_applies_the_operators_data_migrations_on_every_backend() {
 async fn data_migrations_with_small_versions_are_refused() {
     let db = crate::helpers::TestDatabase::create(&Backend::Sqlite).await;
     let dir = tempfile::tempdir().unwrap();
-    let migrations = dir.path().join("data");
-    std::fs::create_dir(&migrations).unwrap();
-    std::fs::write(migrations.join("0001_clash.sql"), "SELECT 1;").unwrap();
-    let config = dir.path().join("poolgate.toml");
-    let toml = format!(
-        "[database]\nurl = \"{}\"\ndata_migrations = \"{}\"\n[pools.wallet]\nissuer = \"https://i/wallet\"\ntoken_use = [\"id\"]\nclient_ids = [\"c\"]\n",
-        db.url,
-        migrations.display()
-    );
-    std::fs::write(&config, toml).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_poolgate"))
-        .args(["migrate", "--config", config.to_str().unwrap()])
-        .env_remove("POOLGATE_CONFIG")
-        .output()
-        .unwrap();
+    std::fs::write(dir.path().join("0001_clash.sql"), "SELECT 1;").unwrap();
+    let out = migrate(&db, dir.path());
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("below 1000000000"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("below 1000000000"), "{stderr}");
 }
