@@ -8,12 +8,14 @@
 
 pub mod entities;
 pub mod policies;
+pub mod routes;
 
 use cedar_policy::{Authorizer, Decision as CedarDecision, PolicySet, Schema};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::decision::policies::PolicyBundle;
+use crate::decision::routes::RouteTable;
 use crate::principal::Principal;
 
 /// Why no decision could be made.
@@ -70,13 +72,19 @@ pub struct Decision {
 pub struct Decider {
     schema: Schema,
     policies: PolicySet,
+    routes: RouteTable,
     authorizer: Authorizer,
 }
 
 impl Decider {
     /// Wraps a validated policy bundle.
     pub fn new(bundle: PolicyBundle) -> Self {
-        Self { schema: bundle.schema, policies: bundle.policies, authorizer: Authorizer::new() }
+        Self { schema: bundle.schema, policies: bundle.policies, routes: bundle.routes, authorizer: Authorizer::new() }
+    }
+
+    /// The route table for forward-auth.
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
     }
 
     /// The schema the policies were validated against.

@@ -5,12 +5,16 @@
 //! across files; every policy is re-id'd here with its `@id("…")` annotation, or
 //! `<file stem>.<index>` when it has none. Problems are collected, not returned at the first
 //! one, so `poolgate policy validate` and a refused start list every problem as `file:line`.
+//! The route table for reverse proxies (`routes.toml`) is part of the bundle and is checked
+//! against the same schema.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use cedar_policy::{PolicyId, PolicySet, Schema, ValidationMode, Validator};
 use miette::Diagnostic;
+
+use crate::decision::routes::RouteTable;
 
 /// The schema file's name inside the policies folder.
 pub const SCHEMA_FILE: &str = "schema.cedarschema";
@@ -21,6 +25,8 @@ pub struct PolicyBundle {
     pub schema: Schema,
     /// All policies, with stable ids.
     pub policies: PolicySet,
+    /// Method + path → action and resource, for forward-auth.
+    pub routes: RouteTable,
 }
 
 /// Every problem found while loading the policies, one `file:line: message` per entry.
@@ -103,8 +109,12 @@ pub fn load(dir: &Path) -> Result<PolicyBundle, PolicyLoadError> {
         }
     }
 
-    match schema {
-        Some(schema) if problems.is_empty() => Ok(PolicyBundle { schema, policies }),
+    let routes = match &schema {
+        Some(schema) => RouteTable::load(dir, schema).map_err(|route_problems| problems.extend(route_problems)).ok(),
+        None => None,
+    };
+    match (schema, routes) {
+        (Some(schema), Some(routes)) if problems.is_empty() => Ok(PolicyBundle { schema, policies, routes }),
         _ => Err(PolicyLoadError { problems }),
     }
 }

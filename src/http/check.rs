@@ -122,7 +122,7 @@ async fn check_many(
 
 /// Stages 1 and 2: verify the bearer token (and the ID token beside it, in paired mode) and
 /// resolve the principal against the admin tables.
-async fn authenticate(request: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
+pub(crate) async fn authenticate(request: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
     let headers: Vec<&[u8]> = request.headers().get_all(AUTHORIZATION).map(|value| value.as_bytes()).collect();
     let bearer = bearer::extract(&headers)?;
     let id_tokens: Vec<&[u8]> = request.headers().get_all(ID_TOKEN_HEADER).map(|value| value.as_bytes()).collect();
@@ -135,7 +135,7 @@ async fn authenticate(request: &HttpRequest, state: &AppState) -> Result<Princip
 }
 
 /// Sends refusals to the decision log; decisions were logged where they were made.
-fn logged(
+pub(crate) fn logged(
     state: &AppState,
     started: Instant,
     result: Result<HttpResponse, ApiError>,

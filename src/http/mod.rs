@@ -4,6 +4,7 @@
 //! call (`token`, `principal`, `decision`) are plain async Rust.
 
 pub mod check;
+pub mod forward_auth;
 pub mod health;
 
 use std::sync::Arc;
@@ -31,5 +32,11 @@ pub struct AppState {
 
 /// Registers every route.
 pub fn routes(config: &mut web::ServiceConfig) {
-    config.service(check::check).service(check::check_batch).service(health::healthz).service(health::readyz);
+    config
+        .service(check::check)
+        .service(check::check_batch)
+        .service(health::healthz)
+        .service(health::readyz)
+        .route(forward_auth::PATH, web::route().to(forward_auth::forward_auth))
+        .route(&format!("{}/{{original:.*}}", forward_auth::PATH), web::route().to(forward_auth::forward_auth));
 }

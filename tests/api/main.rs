@@ -13,6 +13,7 @@ mod coherence;
 mod decision;
 mod decision_log;
 mod fake_issuer;
+mod forward_auth;
 mod helpers;
 mod jwks;
 mod lifecycle;

@@ -1,0 +1,243 @@
+//! Stage 3 for reverse proxies: the route table in `policies/routes.toml` turns an original
+//! request (method + path) into the Cedar action and resource to decide on.
+//!
+//! Templates use `matchit` syntax (`/stock/{id}`, `/files/{*path}`). Names are resolved in the
+//! token's pool namespace, like `/v1/check`. A path that is not canonical (`.`/`..` segments,
+//! `//`, encoded `/`, `\` or `.`) is refused rather than matched, so the proxy's upstream can
+//! never reach a resource by a spelling the table did not mean. No match means deny.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use cedar_policy::{EntityTypeName, Schema};
+use serde::Deserialize;
+
+use crate::config::is_identifier;
+
+/// The route file's name inside the policies folder.
+pub const ROUTES_FILE: &str = "routes.toml";
+
+/// Method key that matches any method.
+const ANY_METHOD: &str = "*";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteFile {
+    #[serde(default)]
+    route: Vec<RouteSpec>,
+}
+
+/// One route as written in `routes.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// HTTP methods, upper case; `*` for any.
+    pub methods: Vec<String>,
+    /// Path template, e.g. `/stock/{id}`.
+    pub path: String,
+    /// Cedar action name; required unless `public`.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Cedar resource type name; required unless `public`.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Path parameter holding the resource id; without one the id is the request path.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Served without any token.
+    #[serde(default)]
+    pub public: bool,
+}
+
+/// What a request maps to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// No token needed.
+    Public,
+    /// Decide `action` on the resource (`resource_type`, `resource_id`).
+    Protected {
+        /// Cedar action name.
+        action: String,
+        /// Cedar resource type name.
+        resource_type: String,
+        /// Resource id taken from the path.
+        resource_id: String,
+    },
+}
+
+/// Why a request has no target.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RouteError {
+    /// The path is not in canonical form.
+    #[error("the path is not canonical")]
+    NotCanonical,
+    /// No route matches.
+    #[error("no route matches `{method} {path}`")]
+    NoRoute {
+        /// Method asked for.
+        method: String,
+        /// Path asked for.
+        path: String,
+    },
+}
+
+/// The compiled route table.
+#[derive(Default)]
+pub struct RouteTable {
+    routers: HashMap<String, matchit::Router<usize>>,
+    specs: Vec<RouteSpec>,
+}
+
+impl RouteTable {
+    /// Reads `routes.toml` from `dir` (absent means an empty table) and checks every route
+    /// against the schema; the error lists every problem.
+    pub fn load(dir: &Path, schema: &Schema) -> Result<Self, Vec<String>> {
+        let path = dir.join(ROUTES_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(err) => return Err(vec![format!("{}: {err}", path.display())]),
+        };
+        let file: RouteFile = toml::from_str(&text).map_err(|err| vec![format!("{}: {err}", path.display())])?;
+        let mut table = Self::default();
+        let mut problems = Vec::new();
+        for (index, spec) in file.route.into_iter().enumerate() {
+            let at = format!("{}: route[{index}] `{}`", path.display(), spec.path);
+            if let Err(problem) = table.add(spec, schema) {
+                problems.push(format!("{at}: {problem}"));
+            }
+        }
+        if problems.is_empty() { Ok(table) } else { Err(problems) }
+    }
+
+    fn add(&mut self, spec: RouteSpec, schema: &Schema) -> Result<(), String> {
+        if !spec.path.starts_with('/') {
+            return Err("the path must start with `/`".into());
+        }
+        if spec.methods.is_empty() {
+            return Err("list at least one method, or `*`".into());
+        }
+        if !spec.public {
+            let (Some(action), Some(resource)) = (&spec.action, &spec.resource) else {
+                return Err("a protected route needs `action` and `resource`".into());
+            };
+            if !is_identifier(resource) || !applies_somewhere(schema, action, resource) {
+                return Err(format!("no namespace of the schema has resource `{resource}` with action `{action}`"));
+            }
+        }
+        let index = self.specs.len();
+        for method in &spec.methods {
+            let method = method.to_ascii_uppercase();
+            self.routers
+                .entry(method.clone())
+                .or_default()
+                .insert(spec.path.clone(), index)
+                .map_err(|err| format!("{method}: {err}"))?;
+        }
+        self.specs.push(spec);
+        Ok(())
+    }
+
+    /// Finds the target of `method path` (the path without its query string).
+    pub fn resolve(&self, method: &str, path: &str) -> Result<Target, RouteError> {
+        if !is_canonical(path) {
+            return Err(RouteError::NotCanonical);
+        }
+        let method = method.to_ascii_uppercase();
+        let found = [method.as_str(), ANY_METHOD]
+            .iter()
+            .filter_map(|key| self.routers.get(*key))
+            .find_map(|router| router.at(path).ok());
+        let Some(found) = found else {
+            return Err(RouteError::NoRoute { method, path: path.to_owned() });
+        };
+        let Some(spec) = self.specs.get(*found.value) else {
+            return Err(RouteError::NoRoute { method, path: path.to_owned() });
+        };
+        if spec.public {
+            return Ok(Target::Public);
+        }
+        let resource_id = match &spec.id {
+            Some(param) => found.params.get(param).unwrap_or(path),
+            None => found.params.get("id").unwrap_or(path),
+        };
+        Ok(Target::Protected {
+            action: spec.action.clone().unwrap_or_default(),
+            resource_type: spec.resource.clone().unwrap_or_default(),
+            resource_id: resource_id.to_owned(),
+        })
+    }
+}
+
+/// Whether some namespace declares `resource` and lets `action` apply to it.
+fn applies_somewhere(schema: &Schema, action: &str, resource: &str) -> bool {
+    schema.entity_types().filter(|ty| ty.basename() == resource).any(|ty: &EntityTypeName| {
+        schema.principals().any(|principal| {
+            schema.actions_for_principal_and_resource(principal, ty).any(|uid| uid.id().unescaped() == action)
+        })
+    })
+}
+
+/// Rejects spellings a server may resolve differently from the table: dot segments, empty
+/// segments, backslashes and percent-encoded separators or dots.
+fn is_canonical(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    path.starts_with('/')
+        && !path.contains("//")
+        && !path.contains('\\')
+        && !["%2f", "%5c", "%2e", "%00"].iter().any(|encoded| lower.contains(encoded))
+        && !path.split('/').any(|segment| segment == "." || segment == "..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> RouteTable {
+        let (schema, _) = Schema::from_cedarschema_str(
+            "namespace Shop { entity User; entity Stock; action read, update appliesTo { principal: User, resource: Stock }; }",
+        )
+        .unwrap();
+        let mut table = RouteTable::default();
+        let spec = |methods: &[&str], path: &str, action: Option<&str>, public: bool| RouteSpec {
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            path: path.into(),
+            action: action.map(str::to_owned),
+            resource: action.map(|_| "Stock".to_owned()),
+            id: None,
+            public,
+        };
+        for spec in [
+            spec(&["GET"], "/stock/{id}", Some("read"), false),
+            spec(&["patch"], "/stock/{id}", Some("update"), false),
+            spec(&["*"], "/health", None, true),
+        ] {
+            assert_eq!(table.add(spec, &schema), Ok(()));
+        }
+        assert!(table.add(spec(&["GET"], "/x", Some("fly"), false), &schema).is_err());
+        table
+    }
+
+    #[test]
+    fn method_and_template_pick_the_action_and_the_id() {
+        let table = table();
+        let update =
+            Target::Protected { action: "update".into(), resource_type: "Stock".into(), resource_id: "sku-1".into() };
+        assert_eq!(table.resolve("PATCH", "/stock/sku-1"), Ok(update));
+        assert!(
+            matches!(table.resolve("get", "/stock/sku-1"), Ok(Target::Protected { action, .. }) if action == "read")
+        );
+        assert_eq!(table.resolve("POST", "/health"), Ok(Target::Public));
+        assert!(matches!(table.resolve("DELETE", "/stock/sku-1"), Err(RouteError::NoRoute { .. })));
+        assert!(matches!(table.resolve("GET", "/stock"), Err(RouteError::NoRoute { .. })));
+    }
+
+    #[test]
+    fn non_canonical_paths_are_refused() {
+        let table = table();
+        for path in ["/stock/../health", "/stock/./x", "//health", "/stock/%2e%2e/x", "/stock/a%2Fb", "/a\\b", "health"]
+        {
+            assert_eq!(table.resolve("GET", path), Err(RouteError::NotCanonical), "{path}");
+        }
+    }
+}

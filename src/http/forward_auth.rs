@@ -1,0 +1,90 @@
+//! `/v1/forward-auth` (any method): the answer reverse proxies expect from an auth subrequest.
+//!
+//! The original request comes from `X-Forwarded-Method`/`X-Forwarded-Uri` (Traefik, Caddy) or
+//! `X-Original-Method`/`X-Original-URI` (nginx); without them the request itself is the original
+//! one, with the `/v1/forward-auth` prefix removed (Envoy's HTTP ext_authz). The route table maps
+//! it to an action and resource; then the usual pipeline decides.
+//!
+//! `200` allows, with identity headers for the upstream; `401` (with `WWW-Authenticate`) means
+//! no valid token; `403` is a deny, including an unmatched or non-canonical route.
+
+use std::time::Instant;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Map, json};
+
+use crate::decision::routes::{RouteError, Target};
+use crate::decision::{AccessRequest, DecisionError, ResourceRef};
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::http::check::{authenticate, logged};
+
+/// The endpoint's path; Envoy appends the original path to it.
+pub const PATH: &str = "/v1/forward-auth";
+
+/// Decides on the original request a proxy forwards.
+pub async fn forward_auth(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    logged(&state, started, decide(&request, &state, started).await)
+}
+
+async fn decide(request: &HttpRequest, state: &AppState, started: Instant) -> Result<HttpResponse, ApiError> {
+    let (method, uri) = original_request(request)?;
+    let path = uri.split(['?', '#']).next().unwrap_or_default();
+    let (action, resource_type, resource_id) = match state.decider.routes().resolve(&method, path) {
+        Ok(Target::Public) => return Ok(HttpResponse::Ok().finish()),
+        Ok(Target::Protected { action, resource_type, resource_id }) => (action, resource_type, resource_id),
+        Err(err @ (RouteError::NoRoute { .. } | RouteError::NotCanonical)) => {
+            return Ok(forbidden(&err.to_string()));
+        }
+    };
+    let principal = authenticate(request, state).await?;
+    let ask = AccessRequest {
+        action,
+        resource: ResourceRef { type_name: resource_type, id: resource_id, attributes: Map::new() },
+        context: Map::new(),
+    };
+    let decision = match state.decider.decide(&principal, &ask) {
+        Ok(decision) => decision,
+        // A route the token's pool cannot answer (no such action or type there) is a deny.
+        Err(DecisionError::InvalidRequest(message)) => return Ok(forbidden(&message)),
+        Err(err) => return Err(err.into()),
+    };
+    state.decision_log.decided(&principal, &ask, &decision, started);
+    if !decision.allow {
+        return Ok(HttpResponse::Forbidden().json(json!({
+            "decision": "deny",
+            "determining_policies": decision.determining_policies,
+            "errors": decision.errors,
+        })));
+    }
+    let mut response = HttpResponse::Ok();
+    response
+        .insert_header(("X-Poolgate-Pool", principal.pool.as_str()))
+        .insert_header(("X-Poolgate-Sub", principal.sub.as_str()))
+        .insert_header(("X-Poolgate-Groups", principal.groups.join(",")));
+    for (name, value) in &principal.attributes {
+        response.insert_header((format!("X-Poolgate-Attr-{name}"), value.as_str()));
+    }
+    Ok(response.finish())
+}
+
+/// The proxied request's method and URI.
+fn original_request(request: &HttpRequest) -> Result<(String, String), ApiError> {
+    let header = |name: &str| request.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let forwarded = header("x-forwarded-method").zip(header("x-forwarded-uri"));
+    let original = header("x-original-method").zip(header("x-original-uri"));
+    if let Some(pair) = forwarded.or(original) {
+        return Ok(pair);
+    }
+    if header("x-forwarded-method").or(header("x-original-method")).is_some() {
+        return Err(ApiError::InvalidRequest("the forwarded method comes without the forwarded URI".into()));
+    }
+    let rest = request.path().strip_prefix(PATH).unwrap_or_default();
+    let path = if rest.is_empty() { "/" } else { rest };
+    Ok((request.method().as_str().to_owned(), path.to_owned()))
+}
+
+fn forbidden(reason: &str) -> HttpResponse {
+    HttpResponse::Forbidden().json(json!({ "decision": "deny", "determining_policies": [], "errors": [reason] }))
+}
