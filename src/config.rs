@@ -348,6 +348,16 @@ impl RawSettings {
         if !(0.0..=1.0).contains(&self.decision_log.sample_rate) {
             return Err(ConfigError("decision_log.sample_rate: must be between 0.0 and 1.0".into()));
         }
+        let intervals = [
+            ("database.change_poll_interval", self.database.change_poll_interval),
+            ("database.purge_interval", self.database.purge_interval),
+            ("jwks.refresh_interval", self.jwks.refresh_interval),
+            ("jwks.unknown_kid_cooldown", self.jwks.unknown_kid_cooldown),
+            ("jwks.fetch_timeout", self.jwks.fetch_timeout),
+        ];
+        if let Some((key, _)) = intervals.iter().find(|(_, interval)| interval.is_zero()) {
+            return Err(ConfigError(format!("{key}: must be longer than zero")));
+        }
         if self.pools.is_empty() {
             return Err(ConfigError("pools: at least one pool must be configured".into()));
         }

@@ -6,8 +6,12 @@
 //!
 //! 1. [`token`]: route the token to its pool by `iss`, verify it with that pool's keys, check
 //!    its claims.
-//! 2. [`principal`]: join the verified claims with the user's permission flags from the database.
+//! 2. [`principal`]: check the admin tables (disabled, signed out, revoked) and join the
+//!    verified claims with the user's permission flags; caches stay coherent across replicas.
 //! 3. [`decision`]: evaluate the Cedar policies in `policies/`; any error means deny.
+//!
+//! Reverse proxies ask `/v1/forward-auth` instead; the route table in `policies/routes.toml`
+//! turns the original method and path into the action and resource.
 //!
 //! [`http`] exposes the stages, [`error`] maps their failures to HTTP, [`startup`] wires it all
 //! from [`config`]; [`db`] owns the connection and migrations, [`dev`] the local dev keys.

@@ -4,11 +4,14 @@
 //! Two caches: principal records (`principals` row + `principal_flags`) by (pool, subject), and
 //! revocations (`revoked_tokens`) by (pool, token id). Concurrent misses for one key share a
 //! single query (`try_get_with`). Entries live at most `cache.flags_ttl`; changes reach them
-//! sooner through `principal/coherence.rs`, which evicts what a change affects. A failed query
+//! sooner through `principal/coherence.rs`, which evicts what a change affects. A load that
+//! raced with an eviction (its query ran before the change, its insert came after) is evicted
+//! again at once, so a stale entry never outlives the request that read it. A failed query
 //! is never cached and becomes [`PrincipalError::DatabaseUnavailable`]: without the record the
 //! request is refused, never judged.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use moka::future::Cache;
@@ -37,6 +40,8 @@ pub struct PrincipalStore {
     db: AnyPool,
     records: Cache<Key, Arc<PrincipalRecord>>,
     revocations: Cache<Key, bool>,
+    /// Bumped by every eviction; a load that sees it move may have read old rows.
+    evictions: AtomicU64,
 }
 
 impl PrincipalStore {
@@ -49,23 +54,37 @@ impl PrincipalStore {
                 .max_capacity(settings.flags_capacity)
                 .time_to_live(settings.flags_ttl)
                 .build(),
+            evictions: AtomicU64::new(0),
         }
     }
 
     /// The record of `subject` in `pool`.
     pub async fn record(&self, pool: &str, subject: &str) -> Result<Arc<PrincipalRecord>, PrincipalError> {
-        self.records
-            .try_get_with((pool.to_owned(), subject.to_owned()), self.query_record(pool, subject))
-            .await
-            .map_err(|err| PrincipalError::DatabaseUnavailable(err.to_string()))
+        let key = (pool.to_owned(), subject.to_owned());
+        self.load(&self.records, key, self.query_record(pool, subject)).await
     }
 
     /// Whether `token_id` (a `jti` or `origin_jti`) is revoked in `pool`.
     pub async fn is_revoked(&self, pool: &str, token_id: &str) -> Result<bool, PrincipalError> {
-        self.revocations
-            .try_get_with((pool.to_owned(), token_id.to_owned()), self.query_revoked(pool, token_id))
+        let key = (pool.to_owned(), token_id.to_owned());
+        self.load(&self.revocations, key, self.query_revoked(pool, token_id)).await
+    }
+
+    async fn load<V: Clone + Send + Sync + 'static>(
+        &self,
+        cache: &Cache<Key, V>,
+        key: Key,
+        query: impl Future<Output = Result<V, sqlx::Error>>,
+    ) -> Result<V, PrincipalError> {
+        let before = self.evictions.load(Ordering::Acquire);
+        let value = cache
+            .try_get_with_by_ref(&key, query)
             .await
-            .map_err(|err| PrincipalError::DatabaseUnavailable(err.to_string()))
+            .map_err(|err| PrincipalError::DatabaseUnavailable(err.to_string()))?;
+        if self.evictions.load(Ordering::Acquire) != before {
+            cache.invalidate(&key).await;
+        }
+        Ok(value)
     }
 
     async fn query_record(&self, pool: &str, subject: &str) -> Result<Arc<PrincipalRecord>, sqlx::Error> {
@@ -107,16 +126,19 @@ impl PrincipalStore {
 
     /// Forgets the cached record of `subject` in `pool`.
     pub async fn evict_principal(&self, pool: &str, subject: &str) {
+        self.evictions.fetch_add(1, Ordering::AcqRel);
         self.records.invalidate(&(pool.to_owned(), subject.to_owned())).await;
     }
 
     /// Forgets whether `token_id` is revoked in `pool`.
     pub async fn evict_revocation(&self, pool: &str, token_id: &str) {
+        self.evictions.fetch_add(1, Ordering::AcqRel);
         self.revocations.invalidate(&(pool.to_owned(), token_id.to_owned())).await;
     }
 
     /// Forgets everything: the answer to "changes may have been missed".
     pub fn flush(&self) {
+        self.evictions.fetch_add(1, Ordering::AcqRel);
         self.records.invalidate_all();
         self.revocations.invalidate_all();
     }

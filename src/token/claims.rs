@@ -18,6 +18,9 @@ pub struct VerifiedClaims {
     pub sub: String,
     /// Whether this is an ID or an access token.
     pub token_use: TokenUse,
+    /// The app client the token was issued to (`aud` of an ID token, `client_id` of an access
+    /// token); with a multi-valued `aud`, the first allowed one.
+    pub client: String,
     /// Groups from the pool's groups claim; empty when the claim is absent.
     pub groups: Vec<String>,
     /// The `email` claim, when present.
@@ -77,7 +80,7 @@ pub fn check(pool: &Pool, claims: &Map<String, Value>, accepted: &[TokenUse]) ->
     if !accepted.contains(&token_use) {
         return Err(TokenError::WrongTokenUse);
     }
-    check_client(&settings.clients, token_use, claims)?;
+    let client = check_client(&settings.clients, token_use, claims)?;
     let sub = match string(claims, "sub")? {
         Some(sub) if !sub.is_empty() => sub.to_owned(),
         _ => return Err(TokenError::InvalidClaims("`sub` is required".into())),
@@ -113,6 +116,7 @@ pub fn check(pool: &Pool, claims: &Map<String, Value>, accepted: &[TokenUse]) ->
     Ok(VerifiedClaims {
         sub,
         token_use,
+        client,
         groups,
         email: string(claims, "email")?.map(str::to_owned),
         scopes,
@@ -125,7 +129,11 @@ pub fn check(pool: &Pool, claims: &Map<String, Value>, accepted: &[TokenUse]) ->
 
 /// ID tokens name their client in `aud` (a string, or a list per RFC 7519); access tokens in
 /// `client_id`.
-fn check_client(clients: &ClientPolicy, token_use: TokenUse, claims: &Map<String, Value>) -> Result<(), TokenError> {
+fn check_client(
+    clients: &ClientPolicy,
+    token_use: TokenUse,
+    claims: &Map<String, Value>,
+) -> Result<String, TokenError> {
     let claim = match token_use {
         TokenUse::Id => "aud",
         TokenUse::Access => "client_id",
@@ -138,11 +146,11 @@ fn check_client(clients: &ClientPolicy, token_use: TokenUse, claims: &Map<String
         Some(_) => return Err(wrong_type(claim)),
         None => return Err(TokenError::InvalidClaims(format!("`{claim}` is required"))),
     };
-    match clients {
-        ClientPolicy::Any => Ok(()),
-        ClientPolicy::Only(allowed) if named.iter().any(|client| allowed.contains(*client)) => Ok(()),
-        ClientPolicy::Only(_) => Err(TokenError::ClientNotAllowed),
-    }
+    let chosen = match clients {
+        ClientPolicy::Any => named.first(),
+        ClientPolicy::Only(allowed) => named.iter().find(|client| allowed.contains(**client)),
+    };
+    chosen.map(|client| (*client).to_owned()).ok_or(TokenError::ClientNotAllowed)
 }
 
 /// A NumericDate claim: absent is `None`, anything but a JSON number is an error.

@@ -8,7 +8,7 @@
 //! wait for one fetch instead of starting their own. A failed fetch keeps the last good keys,
 //! which serve until they are `max_stale` old.
 //!
-//! INVARIANT: this is the only module that talks to the network, and it only ever fetches the
+//! INVARIANT: this is the only module that makes HTTP requests, and it only ever fetches the
 //! configured `jwks_uri` of a pool; nothing in a token can name a URL to fetch.
 
 use std::collections::HashMap;

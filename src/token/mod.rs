@@ -135,8 +135,8 @@ impl Verifier {
 
     /// Paired mode: verifies the access token (the bearer) and the ID token sent beside it, and
     /// joins them into one identity with the access token's scopes and groups and the ID token's
-    /// profile claims. Both must come from the same pool, name the same `sub`, and carry the same
-    /// `origin_jti` when both have one (one sign-in issues both tokens).
+    /// profile claims. Both must come from the same pool and app client, name the same `sub`, and
+    /// carry the same `origin_jti` when both have one (one sign-in issues both tokens).
     pub async fn verify_pair(&self, access: &str, id: &str) -> Result<VerifiedToken, TokenError> {
         let access = self.verify_as(access, Some(TokenUse::Access)).await?;
         let id = self.verify_as(id, Some(TokenUse::Id)).await?;
@@ -145,6 +145,9 @@ impl Verifier {
         }
         if access.claims.sub != id.claims.sub {
             return Err(TokenError::PairMismatch("their `sub` differs".into()));
+        }
+        if access.claims.client != id.claims.client {
+            return Err(TokenError::PairMismatch("they were issued to different app clients".into()));
         }
         if let (Some(a), Some(b)) = (&access.claims.origin_jti, &id.claims.origin_jti)
             && a != b

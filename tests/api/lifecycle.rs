@@ -56,7 +56,10 @@ async fn a_matching_pair_joins_the_access_tokens_scopes_with_the_id_tokens_profi
 
 #[tokio::test]
 async fn every_pair_mismatch_is_token_pair_mismatch() {
-    let world = World::start().await;
+    let world = World::start_with(&Backend::Sqlite, |config| {
+        set(config, &["pools", "wallet", "client_ids"], vec![crate::fake_issuer::CLIENT_ID, "second-client"]);
+    })
+    .await;
     let issuer = &world.issuer;
     let pair = |pool: &str, sub: &str, origin: &str| {
         let mut claims = issuer.id_claims(pool, sub);
@@ -75,6 +78,12 @@ async fn every_pair_mismatch_is_token_pair_mismatch() {
         ("other sub", pair("wallet", "bob", "sign-in-1")),
         ("other sign-in", pair("wallet", "wil", "sign-in-2")),
         ("other pool", pair("admin", "wil", "sign-in-1")),
+        ("other client", {
+            let mut claims = issuer.id_claims("wallet", "wil");
+            claims.insert("origin_jti".into(), json!("sign-in-1"));
+            claims.insert("aud".into(), json!("second-client"));
+            issuer.sign("wallet", &claims)
+        }),
     ];
     for (label, id) in cases {
         assert_code(&check_pair(&world, &access, &id, wallet_recharge()).await, 401, "token_pair_mismatch", label);

@@ -83,6 +83,7 @@ async fn bad_configuration_names_the_offending_key() {
         (|c| set(c, &["database", "url"], "mysql://db"), "database.url"),
         (|c| set(c, &["server", "bind"], "nowhere"), "server.bind"),
         (|c| set(c, &["jwks", "max_stale"], "1s"), "jwks.max_stale"),
+        (|c| set(c, &["database", "purge_interval"], "0s"), "database.purge_interval"),
     ];
     for (edit, key) in cases {
         let error = start_error(edit).await;
