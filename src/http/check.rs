@@ -128,7 +128,7 @@ pub(crate) async fn authenticate(request: &HttpRequest, state: &AppState) -> Res
     let id_tokens: Vec<&[u8]> = request.headers().get_all(ID_TOKEN_HEADER).map(|value| value.as_bytes()).collect();
     let token = match id_tokens.as_slice() {
         [] => state.verifier.verify(bearer).await?,
-        [&[]] => return Err(TokenError::Malformed("X-Id-Token is empty".into()).into()),
+        [[]] => return Err(TokenError::Malformed("X-Id-Token is empty".into()).into()),
         [id_token] => state.verifier.verify_pair(bearer, bearer::raw(id_token)?).await?,
         _ => return Err(TokenError::Malformed("more than one X-Id-Token header".into()).into()),
     };
