@@ -48,6 +48,19 @@ pub fn principal_entity(principal: &Principal, schema: &Schema) -> Result<Entity
         .map_err(|err| DecisionError::PrincipalSchema(format!("pool `{}`: {err}", principal.pool)))
 }
 
+/// The schema's entity type `<namespace>::<type_name>`, if it exists.
+pub fn resource_type(namespace: &str, type_name: &str, schema: &Schema) -> Result<EntityTypeName, DecisionError> {
+    let unknown = || DecisionError::InvalidRequest(format!("unknown resource type `{type_name}`"));
+    if !is_identifier(type_name) {
+        return Err(unknown());
+    }
+    let resource_type = EntityTypeName::from_str(&format!("{namespace}::{type_name}")).map_err(|_| unknown())?;
+    if !schema.entity_types().any(|known| known == &resource_type) {
+        return Err(unknown());
+    }
+    Ok(resource_type)
+}
+
 /// Builds the validated Cedar request and entities for `ask` by `principal`.
 pub fn cedar_input(
     principal: Entity,
@@ -56,14 +69,7 @@ pub fn cedar_input(
     schema: &Schema,
 ) -> Result<CedarInput, DecisionError> {
     let invalid = |message: String| DecisionError::InvalidRequest(message);
-    if !is_identifier(&ask.resource.type_name) {
-        return Err(invalid(format!("unknown resource type `{}`", ask.resource.type_name)));
-    }
-    let resource_type = EntityTypeName::from_str(&format!("{namespace}::{}", ask.resource.type_name))
-        .map_err(|_| invalid(format!("unknown resource type `{}`", ask.resource.type_name)))?;
-    if !schema.entity_types().any(|known| known == &resource_type) {
-        return Err(invalid(format!("unknown resource type `{}`", ask.resource.type_name)));
-    }
+    let resource_type = resource_type(namespace, &ask.resource.type_name, schema)?;
     let resource_uid = EntityUid::from_type_name_and_id(resource_type, EntityId::new(&ask.resource.id));
     let resource = json!({
         "uid": {"type": format!("{namespace}::{}", ask.resource.type_name), "id": ask.resource.id},

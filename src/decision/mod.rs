@@ -114,6 +114,38 @@ impl Decider {
             .collect()
     }
 
+    /// The actions `principal` may take on `resource`: every action the schema applies to the
+    /// principal's and the resource's types, each decided on its own (µs each). An action whose
+    /// decision fails or errors counts as not allowed.
+    pub fn allowed_actions(
+        &self,
+        principal: &Principal,
+        resource: &ResourceRef,
+        context: &Map<String, Value>,
+    ) -> Result<Vec<String>, DecisionError> {
+        let entity = entities::principal_entity(principal, &self.schema)?;
+        let resource_type = entities::resource_type(&principal.namespace, &resource.type_name, &self.schema)?;
+        let candidates: Vec<String> = self
+            .schema
+            .actions_for_principal_and_resource(&entity.uid().type_name().clone(), &resource_type)
+            .map(|action| action.id().unescaped().to_owned())
+            .collect();
+        let mut allowed = Vec::with_capacity(candidates.len());
+        for action in candidates {
+            let ask = AccessRequest { action, resource: resource.clone(), context: context.clone() };
+            match self.decide_for_entity(entity.clone(), &principal.namespace, &ask) {
+                Ok(decision) if decision.allow => allowed.push(ask.action),
+                Ok(_) => {}
+                // The resource itself is checked once below the schema; a context that fits one
+                // action and not another only withholds that action.
+                Err(DecisionError::InvalidRequest(message)) if message.starts_with("context") => {}
+                Err(err) => return Err(err),
+            }
+        }
+        allowed.sort();
+        Ok(allowed)
+    }
+
     fn decide_for_entity(
         &self,
         principal: cedar_policy::Entity,

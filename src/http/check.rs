@@ -147,7 +147,7 @@ pub(crate) fn logged(
     result
 }
 
-async fn read_json<T: for<'de> Deserialize<'de>>(body: web::Payload, limit: usize) -> Result<T, ApiError> {
+pub(crate) async fn read_json<T: for<'de> Deserialize<'de>>(body: web::Payload, limit: usize) -> Result<T, ApiError> {
     let bytes = body
         .to_bytes_limited(limit)
         .await

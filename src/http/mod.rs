@@ -6,6 +6,7 @@
 pub mod check;
 pub mod forward_auth;
 pub mod health;
+pub mod permissions;
 
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(check::check)
         .service(check::check_batch)
+        .service(permissions::permissions)
         .service(health::healthz)
         .service(health::readyz)
         .route(forward_auth::PATH, web::route().to(forward_auth::forward_auth))

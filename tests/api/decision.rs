@@ -424,3 +424,58 @@ async fn the_shipped_policies_validate_against_the_schema() {
     let bundle = poolgate::decision::policies::load(&repo_path("policies"));
     assert!(bundle.is_ok(), "{}", bundle.err().map(|e| e.to_string()).unwrap_or_default());
 }
+
+#[tokio::test]
+async fn permissions_lists_the_allowed_actions_per_resource() {
+    let world = World::start().await;
+    world.db.execute("INSERT INTO principal_flags (pool, subject, flag) VALUES ('admin', 'ada', 'can_add_user')").await;
+    world
+        .db
+        .execute("INSERT INTO principal_flags (pool, subject, flag) VALUES ('merchant', 'mia', 'can_manage_stock')")
+        .await;
+    let list = |token: String, resources: Value| {
+        let app = &world.app;
+        async move { app.post("/v1/permissions", Some(&token), json!({ "resources": resources })).await }
+    };
+    let actions = |answer: &crate::helpers::Answer, index: usize| -> Vec<String> {
+        answer.body["resources"][index]["allowed_actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let ada =
+        list(world.issuer.token("admin", "ada", &["admins"], json!({})), json!([{ "type": "Account", "id": "a" }]))
+            .await;
+    assert_eq!(ada.status, 200, "{}", ada.body);
+    assert_eq!(actions(&ada, 0), ["create", "delete", "read", "update"]);
+    let sam =
+        list(world.issuer.token("admin", "sam", &["support"], json!({})), json!([{ "type": "Account", "id": "a" }]))
+            .await;
+    assert_eq!(actions(&sam, 0), ["read"]);
+
+    let mia = world.issuer.token("merchant", "mia", &["merchant"], json!({ "custom:org_id": "o1" }));
+    let stock = json!([
+        { "type": "Stock", "id": "mine", "attributes": { "org_id": "o1" } },
+        { "type": "Stock", "id": "theirs", "attributes": { "org_id": "o2" } },
+    ]);
+    let answer = list(mia.clone(), stock).await;
+    assert_eq!(actions(&answer, 0), ["read", "update"]);
+    assert!(actions(&answer, 1).is_empty());
+    assert_eq!(answer.body["resources"][1]["id"], "theirs");
+
+    for bad in [
+        json!([{ "type": "Spaceship", "id": "x" }]),
+        json!([]),
+        json!(
+            (0..101)
+                .map(|n| json!({ "type": "Stock", "id": n.to_string(), "attributes": { "org_id": "o1" } }))
+                .collect::<Vec<_>>()
+        ),
+    ] {
+        let answer = list(mia.clone(), bad).await;
+        assert_eq!((answer.status.as_u16(), answer.outcome()), (400, "invalid_request"), "{}", answer.body);
+    }
+}

@@ -1,0 +1,65 @@
+//! `POST /v1/permissions`: "what may this principal do?" for up to 100 resources at once, so a
+//! UI can show or hide its buttons. The candidate actions come from the schema; each one is
+//! decided like `/v1/check`.
+
+use std::time::Instant;
+
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::decision::{DecisionError, ResourceRef};
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::http::check::{MAX_BATCH_ITEMS, authenticate, logged, read_json};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PermissionsRequest {
+    resources: Vec<ResourceRef>,
+    #[serde(default)]
+    context: Map<String, Value>,
+}
+
+#[derive(Debug, Serialize)]
+struct ResourcePermissions<'a> {
+    #[serde(rename = "type")]
+    type_name: &'a str,
+    id: &'a str,
+    allowed_actions: Vec<String>,
+}
+
+/// Lists the allowed actions on each resource, in request order.
+#[post("/v1/permissions")]
+pub async fn permissions(
+    request: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    logged(&state, started, list(&request, body, &state).await)
+}
+
+async fn list(request: &HttpRequest, body: web::Payload, state: &AppState) -> Result<HttpResponse, ApiError> {
+    let principal = authenticate(request, state).await?;
+    let ask: PermissionsRequest = read_json(body, state.max_body_bytes).await?;
+    if ask.resources.is_empty() || ask.resources.len() > MAX_BATCH_ITEMS {
+        return Err(ApiError::InvalidRequest(format!("resources: between 1 and {MAX_BATCH_ITEMS} are accepted")));
+    }
+    let mut results = Vec::with_capacity(ask.resources.len());
+    for (index, resource) in ask.resources.iter().enumerate() {
+        let allowed_actions =
+            state.decider.allowed_actions(&principal, resource, &ask.context).map_err(|err| match err {
+                DecisionError::InvalidRequest(message) => {
+                    ApiError::InvalidRequest(format!("resources[{index}]: {message}"))
+                }
+                other => other.into(),
+            })?;
+        results.push(ResourcePermissions { type_name: &resource.type_name, id: &resource.id, allowed_actions });
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "pool": principal.pool,
+        "sub": principal.sub,
+        "resources": results,
+    })))
+}
