@@ -23,6 +23,7 @@ pub mod decision;
 pub mod dev;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod principal;
 pub mod startup;
 pub mod telemetry;

@@ -18,6 +18,7 @@ use tracing_actix_web::TracingLogger;
 use crate::config::{Settings, TokenUse};
 use crate::decision::{Decider, entities, policies};
 use crate::http::{self, AppState};
+use crate::metrics::Metrics;
 use crate::principal::store::PrincipalStore;
 use crate::principal::{Principal, coherence};
 use crate::telemetry::DecisionLog;
@@ -83,17 +84,20 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
     let db = db::connect(&settings.database).await?;
     db::migrate(&db, &settings.database).await?;
 
-    let jwks = Jwks::new(&settings.jwks, &settings.pools).context("cannot build the HTTP client")?;
+    let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
+    let jwks =
+        Jwks::new(&settings.jwks, &settings.pools, Arc::clone(&metrics)).context("cannot build the HTTP client")?;
     let pools = settings.pools.iter().cloned().map(Pool::new).map(Arc::new).collect();
     let verifier = Verifier::new(pools, jwks);
     verifier.jwks().refresh_all().await;
 
-    let principals = Arc::new(PrincipalStore::new(db, &settings.cache));
+    let principals = Arc::new(PrincipalStore::new(db, &settings.cache, Arc::clone(&metrics)));
     let state = web::Data::new(AppState {
         verifier,
         principals: Arc::clone(&principals),
         decider,
-        decision_log: DecisionLog::new(&settings.decision_log),
+        decision_log: DecisionLog::new(&settings.decision_log, Arc::clone(&metrics)),
+        metrics,
         max_body_bytes: settings.max_body_bytes,
     });
     let mut background: Vec<_> = settings

@@ -3,6 +3,7 @@
 //! INVARIANT: no call site logs a raw token, a signature or a full claim set; stages log the
 //! pool, the subject and error codes only.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -10,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{DecisionLogSettings, LogFormat, LogSettings};
 use crate::decision::{AccessRequest, Decision};
+use crate::metrics::Metrics;
 use crate::principal::Principal;
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides the configured filter.
@@ -26,20 +28,29 @@ pub fn init(settings: &LogSettings) {
 }
 
 /// The per-decision log: one `info` line with target `poolgate::decision` per sampled
-/// decision or rejection. The request id comes from the request's span.
+/// decision or rejection, and the decision metrics for every one. The request id comes from
+/// the request's span.
 pub struct DecisionLog {
     settings: DecisionLogSettings,
     seen: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl DecisionLog {
     /// A log that keeps `settings.sample_rate` of the decisions.
-    pub fn new(settings: &DecisionLogSettings) -> Self {
-        Self { settings: settings.clone(), seen: AtomicU64::new(0) }
+    pub fn new(settings: &DecisionLogSettings, metrics: Arc<Metrics>) -> Self {
+        Self { settings: settings.clone(), seen: AtomicU64::new(0), metrics }
+    }
+
+    fn count(&self, pool: &str, decision: &str, code: &str, started: Instant) {
+        self.metrics.decisions.with_label_values(&[pool, decision, code]).inc();
+        self.metrics.latency.with_label_values(&[decision]).observe(started.elapsed().as_secs_f64());
     }
 
     /// Logs a decision Cedar made.
     pub fn decided(&self, principal: &Principal, ask: &AccessRequest, decision: &Decision, started: Instant) {
+        let outcome = if decision.allow { "allow" } else { "deny" };
+        self.count(&principal.pool, outcome, "", started);
         if !self.sample() {
             return;
         }
@@ -50,7 +61,7 @@ impl DecisionLog {
             action = %ask.action,
             resource_type = %ask.resource.type_name,
             resource_id = %ask.resource.id,
-            decision = if decision.allow { "allow" } else { "deny" },
+            decision = outcome,
             determining_policies = ?decision.determining_policies,
             errors = decision.errors.len(),
             latency_us = started.elapsed().as_micros() as u64,
@@ -60,6 +71,7 @@ impl DecisionLog {
 
     /// Logs a request refused before a decision, by its error code.
     pub fn refused(&self, code: &str, started: Instant) {
+        self.count("", "error", code, started);
         if !self.sample() {
             return;
         }
@@ -88,7 +100,7 @@ mod tests {
     use super::*;
 
     fn kept(enabled: bool, sample_rate: f64, calls: usize) -> usize {
-        let log = DecisionLog::new(&DecisionLogSettings { enabled, sample_rate });
+        let log = DecisionLog::new(&DecisionLogSettings { enabled, sample_rate }, Arc::new(Metrics::new().unwrap()));
         (0..calls).filter(|_| log.sample()).count()
     }
 

@@ -6,6 +6,7 @@
 pub mod check;
 pub mod forward_auth;
 pub mod health;
+pub mod metrics;
 pub mod permissions;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use actix_web::web;
 
 use crate::decision::Decider;
+use crate::metrics::Metrics;
 use crate::principal::store::PrincipalStore;
 use crate::telemetry::DecisionLog;
 use crate::token::Verifier;
@@ -27,6 +29,8 @@ pub struct AppState {
     pub decider: Decider,
     /// One line per decision.
     pub decision_log: DecisionLog,
+    /// Prometheus registry.
+    pub metrics: Arc<Metrics>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
 }
@@ -39,6 +43,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(permissions::permissions)
         .service(health::healthz)
         .service(health::readyz)
+        .service(metrics::metrics)
         .route(forward_auth::PATH, web::route().to(forward_auth::forward_auth))
         .route(&format!("{}/{{original:.*}}", forward_auth::PATH), web::route().to(forward_auth::forward_auth));
 }

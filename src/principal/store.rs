@@ -18,6 +18,7 @@ use moka::future::Cache;
 use sqlx::AnyPool;
 
 use crate::config::CacheSettings;
+use crate::metrics::Metrics;
 use crate::principal::PrincipalError;
 
 /// What the admin tables hold for one (pool, subject).
@@ -42,11 +43,12 @@ pub struct PrincipalStore {
     revocations: Cache<Key, bool>,
     /// Bumped by every eviction; a load that sees it move may have read old rows.
     evictions: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl PrincipalStore {
     /// A store over `db` with the configured cache bounds.
-    pub fn new(db: AnyPool, settings: &CacheSettings) -> Self {
+    pub fn new(db: AnyPool, settings: &CacheSettings, metrics: Arc<Metrics>) -> Self {
         Self {
             db,
             records: Cache::builder().max_capacity(settings.flags_capacity).time_to_live(settings.flags_ttl).build(),
@@ -55,32 +57,39 @@ impl PrincipalStore {
                 .time_to_live(settings.flags_ttl)
                 .build(),
             evictions: AtomicU64::new(0),
+            metrics,
         }
     }
 
     /// The record of `subject` in `pool`.
     pub async fn record(&self, pool: &str, subject: &str) -> Result<Arc<PrincipalRecord>, PrincipalError> {
         let key = (pool.to_owned(), subject.to_owned());
-        self.load(&self.records, key, self.query_record(pool, subject)).await
+        self.load("principal", &self.records, key, self.query_record(pool, subject)).await
     }
 
     /// Whether `token_id` (a `jti` or `origin_jti`) is revoked in `pool`.
     pub async fn is_revoked(&self, pool: &str, token_id: &str) -> Result<bool, PrincipalError> {
         let key = (pool.to_owned(), token_id.to_owned());
-        self.load(&self.revocations, key, self.query_revoked(pool, token_id)).await
+        self.load("revocation", &self.revocations, key, self.query_revoked(pool, token_id)).await
     }
 
     async fn load<V: Clone + Send + Sync + 'static>(
         &self,
+        name: &str,
         cache: &Cache<Key, V>,
         key: Key,
         query: impl Future<Output = Result<V, sqlx::Error>>,
     ) -> Result<V, PrincipalError> {
+        if let Some(value) = cache.get(&key).await {
+            self.metrics.cache_lookups.with_label_values(&[name, "hit"]).inc();
+            return Ok(value);
+        }
+        self.metrics.cache_lookups.with_label_values(&[name, "miss"]).inc();
         let before = self.evictions.load(Ordering::Acquire);
-        let value = cache
-            .try_get_with_by_ref(&key, query)
-            .await
-            .map_err(|err| PrincipalError::DatabaseUnavailable(err.to_string()))?;
+        let value = cache.try_get_with_by_ref(&key, query).await.map_err(|err| {
+            self.metrics.database_errors.inc();
+            PrincipalError::DatabaseUnavailable(err.to_string())
+        })?;
         if self.evictions.load(Ordering::Acquire) != before {
             cache.invalidate(&key).await;
         }

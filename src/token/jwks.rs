@@ -22,6 +22,7 @@ use moka::ops::compute::Op;
 use serde::Deserialize;
 
 use crate::config::{JwksSettings, JwksSource, PoolSettings};
+use crate::metrics::Metrics;
 use crate::token::TokenError;
 
 /// Largest JWKS document accepted, in bytes.
@@ -52,6 +53,7 @@ pub struct Jwks {
     last_request_fetch: Mutex<HashMap<String, Instant>>,
     client: reqwest::Client,
     settings: JwksSettings,
+    metrics: Arc<Metrics>,
 }
 
 /// Who asked for a fetch: the background refresher always fetches; a request only within the
@@ -64,7 +66,7 @@ enum Trigger {
 
 impl Jwks {
     /// Prepares the key store; fetches nothing yet.
-    pub fn new(settings: &JwksSettings, pools: &[PoolSettings]) -> Result<Self, reqwest::Error> {
+    pub fn new(settings: &JwksSettings, pools: &[PoolSettings], metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(settings.fetch_timeout)
             .connect_timeout(settings.fetch_timeout)
@@ -76,6 +78,7 @@ impl Jwks {
             last_request_fetch: Mutex::new(HashMap::new()),
             client,
             settings: settings.clone(),
+            metrics,
         })
     }
 
@@ -145,7 +148,10 @@ impl Jwks {
                         return Op::Nop;
                     }
                 }
-                match self.fetch(source).await {
+                let fetched = self.fetch(source).await;
+                let result = if fetched.is_ok() { "ok" } else { "error" };
+                self.metrics.jwks_fetches.with_label_values(&[pool, result]).inc();
+                match fetched {
                     Ok(set) => {
                         tracing::info!(pool, keys = set.keys.len(), "fetched signing keys");
                         Op::Put(Arc::new(set))

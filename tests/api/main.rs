@@ -17,6 +17,7 @@ mod forward_auth;
 mod helpers;
 mod jwks;
 mod lifecycle;
+mod observability;
 mod principal;
 mod startup;
 mod token;

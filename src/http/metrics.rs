@@ -1,0 +1,11 @@
+//! `GET /metrics`: Prometheus text format.
+
+use actix_web::{HttpResponse, get, web};
+
+use crate::http::AppState;
+
+/// The current value of every metric.
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
+}

@@ -1,0 +1,48 @@
+//! `GET /metrics` in Prometheus text format: decisions, latency, key fetches, cache lookups and
+//! database errors, each moving when it should.
+
+use serde_json::json;
+
+use crate::helpers::{World, ask};
+
+fn value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_decisions_fetches_cache_lookups_and_database_errors() {
+    let world = World::start().await;
+    // The SQLite change watcher flushes the caches once as it starts; let that pass first.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let token = world.issuer.token("wallet", "wil", &[], json!({}));
+    let mine = ask("read", "Wallet", "w-1", json!({ "owner": "wil" }));
+    let theirs = ask("read", "Wallet", "w-2", json!({ "owner": "bob" }));
+    world.app.check(&token, mine.clone()).await;
+    world.app.check(&token, mine.clone()).await;
+    world.app.check(&token, theirs).await;
+    world.app.check("garbage", mine.clone()).await;
+    world.db.execute("ALTER TABLE principal_flags RENAME TO away").await;
+    let other = world.issuer.token("wallet", "uncached", &[], json!({}));
+    assert_eq!(world.app.check(&other, mine).await.outcome(), "database_unavailable");
+
+    let page = world.app.client.get(format!("{}/metrics", world.app.address)).send().await.unwrap();
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let metrics = page.text().await.unwrap();
+    let decisions = |decision: &str, code: &str, pool: &str| {
+        value(&metrics, &format!(r#"poolgate_decisions_total{{code="{code}",decision="{decision}",pool="{pool}"}}"#))
+    };
+    assert_eq!(decisions("allow", "", "wallet"), 2.0, "{metrics}");
+    assert_eq!(decisions("deny", "", "wallet"), 1.0);
+    assert_eq!(decisions("error", "malformed_token", ""), 1.0);
+    assert_eq!(decisions("error", "database_unavailable", ""), 1.0);
+    assert_eq!(value(&metrics, r#"poolgate_request_duration_seconds_count{decision="allow"}"#), 2.0);
+    assert_eq!(value(&metrics, r#"poolgate_jwks_fetches_total{pool="wallet",result="ok"}"#), 1.0);
+    assert_eq!(value(&metrics, r#"poolgate_cache_lookups_total{cache="principal",result="hit"}"#), 2.0);
+    assert_eq!(value(&metrics, r#"poolgate_cache_lookups_total{cache="principal",result="miss"}"#), 2.0);
+    assert_eq!(value(&metrics, "poolgate_database_errors_total"), 1.0);
+}
