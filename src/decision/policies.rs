@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use cedar_policy::{PolicyId, PolicySet, Schema, ValidationMode, Validator};
 use miette::Diagnostic;
+use sha2::{Digest, Sha256};
 
 use crate::decision::routes::RouteTable;
 
@@ -27,6 +28,9 @@ pub struct PolicyBundle {
     pub policies: PolicySet,
     /// Method + path → action and resource, for forward-auth.
     pub routes: RouteTable,
+    /// SHA-256 over the names and contents of every file read: identical folders on several
+    /// replicas report the same version.
+    pub version: String,
 }
 
 /// Every problem found while loading the policies, one `file:line: message` per entry.
@@ -51,8 +55,17 @@ impl std::error::Error for PolicyLoadError {}
 /// Loads and validates `dir`.
 pub fn load(dir: &Path) -> Result<PolicyBundle, PolicyLoadError> {
     let mut problems = Vec::new();
+    let mut version = Sha256::new();
+    let mut read = |path: &Path| {
+        let text = std::fs::read_to_string(path)?;
+        version.update(path.file_name().map(|name| name.as_encoded_bytes()).unwrap_or_default());
+        version.update([0]);
+        version.update(text.as_bytes());
+        version.update([0]);
+        Ok::<String, std::io::Error>(text)
+    };
     let schema_path = dir.join(SCHEMA_FILE);
-    let schema = match std::fs::read_to_string(&schema_path) {
+    let schema = match read(&schema_path) {
         Ok(text) => match Schema::from_cedarschema_str(&text) {
             Ok((schema, _warnings)) => Some(schema),
             Err(err) => {
@@ -69,7 +82,7 @@ pub fn load(dir: &Path) -> Result<PolicyBundle, PolicyLoadError> {
     let mut policies = PolicySet::new();
     let mut sources: Vec<(PolicyId, PathBuf, String)> = Vec::new();
     for path in policy_files(dir, &mut problems) {
-        let text = match std::fs::read_to_string(&path) {
+        let text = match read(&path) {
             Ok(text) => text,
             Err(err) => {
                 problems.push(format!("{}: {err}", path.display()));
@@ -113,8 +126,14 @@ pub fn load(dir: &Path) -> Result<PolicyBundle, PolicyLoadError> {
         Some(schema) => RouteTable::load(dir, schema).map_err(|route_problems| problems.extend(route_problems)).ok(),
         None => None,
     };
+    if let Ok(routes) = std::fs::read(dir.join(crate::decision::routes::ROUTES_FILE)) {
+        version.update(crate::decision::routes::ROUTES_FILE);
+        version.update([0]);
+        version.update(routes);
+    }
+    let version = format!("{:x}", version.finalize());
     match (schema, routes) {
-        (Some(schema), Some(routes)) if problems.is_empty() => Ok(PolicyBundle { schema, policies, routes }),
+        (Some(schema), Some(routes)) if problems.is_empty() => Ok(PolicyBundle { schema, policies, routes, version }),
         _ => Err(PolicyLoadError { problems }),
     }
 }

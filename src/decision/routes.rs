@@ -124,6 +124,15 @@ impl RouteTable {
             if !is_identifier(resource) || !applies_somewhere(schema, action, resource) {
                 return Err(format!("no namespace of the schema has resource `{resource}` with action `{action}`"));
             }
+            if !needs_no_attributes(schema, resource) {
+                return Err(format!("resource `{resource}` has required attributes, which forward-auth cannot supply"));
+            }
+            if let Some(param) = &spec.id
+                && !spec.path.contains(&format!("{{{param}}}"))
+                && !spec.path.contains(&format!("{{*{param}}}"))
+            {
+                return Err(format!("the path has no parameter `{param}`"));
+            }
         }
         let index = self.specs.len();
         for method in &spec.methods {
@@ -138,7 +147,8 @@ impl RouteTable {
         Ok(())
     }
 
-    /// Finds the target of `method path` (the path without its query string).
+    /// Finds the target of `method path` (the path without its query string). The resource id
+    /// is percent-decoded, so `/accounts/%61` names the resource `a`, as the upstream sees it.
     pub fn resolve(&self, method: &str, path: &str) -> Result<Target, RouteError> {
         if !is_canonical(path) {
             return Err(RouteError::NotCanonical);
@@ -157,14 +167,15 @@ impl RouteTable {
         if spec.public {
             return Ok(Target::Public);
         }
-        let resource_id = match &spec.id {
-            Some(param) => found.params.get(param).unwrap_or(path),
-            None => found.params.get("id").unwrap_or(path),
-        };
+        let raw_id = found.params.get(spec.id.as_deref().unwrap_or("id")).unwrap_or(path);
+        let resource_id = percent_encoding::percent_decode_str(raw_id)
+            .decode_utf8()
+            .map_err(|_| RouteError::NotCanonical)?
+            .into_owned();
         Ok(Target::Protected {
             action: spec.action.clone().unwrap_or_default(),
             resource_type: spec.resource.clone().unwrap_or_default(),
-            resource_id: resource_id.to_owned(),
+            resource_id,
         })
     }
 }
@@ -175,6 +186,15 @@ fn applies_somewhere(schema: &Schema, action: &str, resource: &str) -> bool {
         schema.principals().any(|principal| {
             schema.actions_for_principal_and_resource(principal, ty).any(|uid| uid.id().unescaped() == action)
         })
+    })
+}
+
+/// Whether an entity of type `resource` (in some namespace) is valid with no attributes.
+fn needs_no_attributes(schema: &Schema, resource: &str) -> bool {
+    schema.entity_types().filter(|ty| ty.basename() == resource).any(|ty| {
+        let entity =
+            serde_json::json!({ "uid": { "type": ty.to_string(), "id": "probe" }, "attrs": {}, "parents": [] });
+        cedar_policy::Entity::from_json_value(entity, Some(schema)).is_ok()
     })
 }
 
@@ -230,6 +250,8 @@ mod tests {
         assert_eq!(table.resolve("POST", "/health"), Ok(Target::Public));
         assert!(matches!(table.resolve("DELETE", "/stock/sku-1"), Err(RouteError::NoRoute { .. })));
         assert!(matches!(table.resolve("GET", "/stock"), Err(RouteError::NoRoute { .. })));
+        let decoded = table.resolve("PATCH", "/stock/sku%2D1%20a");
+        assert!(matches!(decoded, Ok(Target::Protected { resource_id, .. }) if resource_id == "sku-1 a"));
     }
 
     #[test]

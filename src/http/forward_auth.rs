@@ -70,15 +70,22 @@ async fn decide(request: &HttpRequest, state: &AppState, started: Instant) -> Re
 }
 
 /// The proxied request's method and URI.
+///
+/// Exactly one complete pair of headers, or none, is accepted: a half pair, or both pairs at
+/// once (which a client smuggling its own headers past a proxy that sets the other pair would
+/// produce), is refused rather than guessed at.
 fn original_request(request: &HttpRequest) -> Result<(String, String), ApiError> {
     let header = |name: &str| request.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
-    let forwarded = header("x-forwarded-method").zip(header("x-forwarded-uri"));
-    let original = header("x-original-method").zip(header("x-original-uri"));
-    if let Some(pair) = forwarded.or(original) {
-        return Ok(pair);
-    }
-    if header("x-forwarded-method").or(header("x-original-method")).is_some() {
-        return Err(ApiError::InvalidRequest("the forwarded method comes without the forwarded URI".into()));
+    let pairs = [
+        (header("x-forwarded-method"), header("x-forwarded-uri")),
+        (header("x-original-method"), header("x-original-uri")),
+    ];
+    let present: Vec<_> = pairs.into_iter().filter(|(method, uri)| method.is_some() || uri.is_some()).collect();
+    match present.as_slice() {
+        [] => {}
+        [(Some(method), Some(uri))] => return Ok((method.clone(), uri.clone())),
+        [_] => return Err(ApiError::InvalidRequest("forwarded method and URI must come together".into())),
+        _ => return Err(ApiError::InvalidRequest("both X-Forwarded-* and X-Original-* headers were sent".into())),
     }
     let rest = request.path().strip_prefix(PATH).unwrap_or_default();
     let path = if rest.is_empty() { "/" } else { rest };

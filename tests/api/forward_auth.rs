@@ -69,10 +69,20 @@ async fn unmatched_non_canonical_and_foreign_routes_are_denied_and_public_ones_n
     // The route names `Account`, which the wallet pool's namespace does not have: deny.
     let wallet = world.issuer.token("wallet", "wil", &[], json!({}));
     assert_eq!(forward(&world, "GET", "/accounts/acct-1", Some(&wallet), "nginx").await.status, 403);
-    // Half of the forwarded pair is a malformed request.
-    let half =
-        world.app.client.get(format!("{}/v1/forward-auth", world.app.address)).header("X-Original-Method", "GET");
+    // Half a pair, or both pairs at once, is a malformed request.
+    let url = format!("{}/v1/forward-auth", world.app.address);
+    let half = world.app.client.get(&url).header("X-Original-URI", "/accounts/acct-1").bearer_auth(&admin);
     assert_eq!(read(half.send().await.unwrap()).await.status, 400);
+    let both = world
+        .app
+        .client
+        .get(&url)
+        .header("X-Original-Method", "GET")
+        .header("X-Original-URI", "/accounts/acct-1")
+        .header("X-Forwarded-Method", "GET")
+        .header("X-Forwarded-Uri", "/public/x")
+        .bearer_auth(&admin);
+    assert_eq!(read(both.send().await.unwrap()).await.status, 400);
 }
 
 #[tokio::test]
@@ -186,11 +196,23 @@ async fn nginx_auth_request_with_the_shipped_example_allows_401s_and_403s() {
         .unwrap();
     assert_eq!(forged.text().await.unwrap(), "upstream saw sam", "the client cannot choose the identity");
 
+    let smuggled = client
+        .delete(format!("{base}/accounts/acct-1"))
+        .bearer_auth(&support)
+        .header("X-Forwarded-Method", "GET")
+        .header("X-Forwarded-Uri", "/public/x")
+        .header("X-Original-URI", "/public/x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(smuggled.status(), 403, "the client cannot choose the request poolgate judges");
+
     let denied = client.delete(format!("{base}/accounts/acct-1")).bearer_auth(&support).send().await.unwrap();
     assert_eq!(denied.status(), 403);
     let anonymous = client.get(format!("{base}/accounts/acct-1")).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
-    assert_eq!(anonymous.headers()["www-authenticate"], r#"Bearer error="invalid_token""#);
+    let challenges: Vec<_> = anonymous.headers().get_all("www-authenticate").iter().collect();
+    assert_eq!(challenges, [r#"Bearer error="invalid_token""#], "one challenge, passed on by auth_request");
     let unrouted = client.get(format!("{base}/admin/secrets")).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(unrouted.status(), 403);
 }
