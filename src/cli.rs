@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Settings, TokenUse};
+use crate::decision::Decider;
 use crate::{db, dev, startup, telemetry};
 
 /// Authorization sidecar for Cognito user pools.
@@ -119,7 +120,7 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
         }
         Command::Policy { command: PolicyCommand::Validate } => {
-            startup::load_decider(&settings)?;
+            Decider::load(&settings.policies_dir, &settings.pools)?;
             println!("policies in {} are valid", settings.policies_dir.display());
         }
         Command::Dev { command: DevCommand::Token { pool, sub, groups, claims, token_use, ttl } } => {

@@ -83,6 +83,7 @@ struct RawDatabase {
 #[serde(deny_unknown_fields)]
 struct RawPolicies {
     dir: PathBuf,
+    watch: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,6 +195,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Folder holding `schema.cedarschema` and `*.cedar`.
     pub policies_dir: PathBuf,
+    /// Whether file changes in the folder reload the policies (`SIGHUP` always does).
+    pub policies_watch: bool,
     /// Key-set fetching and caching.
     pub jwks: JwksSettings,
     /// Principal flag cache.
@@ -391,6 +394,7 @@ impl RawSettings {
                 data_migrations: self.database.data_migrations,
             },
             policies_dir: self.policies.dir,
+            policies_watch: self.policies.watch,
             jwks: JwksSettings {
                 fetch_timeout: self.jwks.fetch_timeout,
                 refresh_interval: self.jwks.refresh_interval,

@@ -15,12 +15,13 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tracing_actix_web::TracingLogger;
 
-use crate::config::{Settings, TokenUse};
-use crate::decision::{Decider, entities, policies};
+use crate::config::Settings;
+use crate::decision::Decider;
+use crate::decision::reload::{self, Policies};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::principal::coherence;
 use crate::principal::store::PrincipalStore;
-use crate::principal::{Principal, coherence};
 use crate::telemetry::DecisionLog;
 use crate::token::Verifier;
 use crate::token::jwks::Jwks;
@@ -50,37 +51,11 @@ impl Application {
     }
 }
 
-/// Loads the policies and checks that every pool's principal fits the schema.
-pub fn load_decider(settings: &Settings) -> anyhow::Result<Decider> {
-    let bundle = policies::load(&settings.policies_dir)?;
-    let decider = Decider::new(bundle);
-    let mut problems = Vec::new();
-    for pool in &settings.pools {
-        let sample = Principal {
-            pool: pool.name.clone(),
-            namespace: pool.namespace.clone(),
-            sub: "sample".into(),
-            token_use: TokenUse::Id,
-            groups: vec!["sample".into()],
-            email: Some("sample@example.com".into()),
-            scopes: vec!["sample".into()],
-            attributes: pool.attributes.iter().map(|(name, _)| (name.clone(), "sample".into())).collect(),
-            flags: Arc::from(vec!["sample".to_owned()]),
-        };
-        if let Err(err) = entities::principal_entity(&sample, decider.schema()) {
-            problems.push(format!("pools.{}: {err}", pool.name));
-        }
-    }
-    if !problems.is_empty() {
-        anyhow::bail!("the schema does not fit the configured pools:\n  {}", problems.join("\n  "));
-    }
-    Ok(decider)
-}
-
 /// Builds the application on `listener`.
 pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Application> {
     dev::ensure_keys(&settings)?;
-    let decider = load_decider(&settings)?;
+    let decider = Decider::load(&settings.policies_dir, &settings.pools)?;
+    let policies = Arc::new(Policies::new(decider, settings.policies_dir.clone(), settings.pools.clone()));
     let db = db::connect(&settings.database).await?;
     db::migrate(&db, &settings.database).await?;
 
@@ -95,7 +70,7 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
     let state = web::Data::new(AppState {
         verifier,
         principals: Arc::clone(&principals),
-        decider,
+        policies: Arc::clone(&policies),
         decision_log: DecisionLog::new(&settings.decision_log, Arc::clone(&metrics)),
         metrics,
         max_body_bytes: settings.max_body_bytes,
@@ -119,6 +94,7 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
         settings.database.change_poll_interval,
         Arc::clone(&principals),
     )));
+    background.push(reload::follow(policies, settings.policies_watch).context("cannot watch the policies")?);
     let purge_interval = settings.database.purge_interval;
     background.push(tokio::spawn(async move {
         loop {

@@ -8,13 +8,18 @@
 
 pub mod entities;
 pub mod policies;
+pub mod reload;
 pub mod routes;
+
+use std::path::Path;
+use std::sync::Arc;
 
 use cedar_policy::{Authorizer, Decision as CedarDecision, PolicySet, Schema};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::decision::policies::PolicyBundle;
+use crate::config::{PoolSettings, TokenUse};
+use crate::decision::policies::{PolicyBundle, PolicyLoadError};
 use crate::decision::routes::RouteTable;
 use crate::principal::Principal;
 
@@ -73,13 +78,49 @@ pub struct Decider {
     schema: Schema,
     policies: PolicySet,
     routes: RouteTable,
+    version: String,
     authorizer: Authorizer,
 }
 
 impl Decider {
     /// Wraps a validated policy bundle.
     pub fn new(bundle: PolicyBundle) -> Self {
-        Self { schema: bundle.schema, policies: bundle.policies, routes: bundle.routes, authorizer: Authorizer::new() }
+        Self {
+            schema: bundle.schema,
+            policies: bundle.policies,
+            routes: bundle.routes,
+            version: bundle.version,
+            authorizer: Authorizer::new(),
+        }
+    }
+
+    /// Loads `dir` and checks that every pool's principal (with its mapped attributes) fits
+    /// the schema; every problem is listed.
+    pub fn load(dir: &Path, pools: &[PoolSettings]) -> Result<Self, PolicyLoadError> {
+        let decider = Self::new(policies::load(dir)?);
+        let mut problems = Vec::new();
+        for pool in pools {
+            let sample = Principal {
+                pool: pool.name.clone(),
+                namespace: pool.namespace.clone(),
+                sub: "sample".into(),
+                token_use: TokenUse::Id,
+                groups: vec!["sample".into()],
+                email: Some("sample@example.com".into()),
+                scopes: vec!["sample".into()],
+                attributes: pool.attributes.iter().map(|(name, _)| (name.clone(), "sample".into())).collect(),
+                flags: Arc::from(vec!["sample".to_owned()]),
+            };
+            if let Err(err) = entities::principal_entity(&sample, &decider.schema) {
+                problems.push(format!("pools.{}: {err}", pool.name));
+            }
+        }
+        if problems.is_empty() { Ok(decider) } else { Err(PolicyLoadError { problems }) }
+    }
+
+    /// Content hash of the policy folder this set was loaded from.
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     /// The route table for forward-auth.

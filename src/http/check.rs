@@ -48,12 +48,14 @@ struct DecisionView {
 struct CheckResponse<'a> {
     #[serde(flatten)]
     decision: DecisionView,
+    policy_version: &'a str,
     pool: &'a str,
     principal: PrincipalView<'a>,
 }
 
 #[derive(Debug, Serialize)]
 struct BatchResponse<'a> {
+    policy_version: &'a str,
     pool: &'a str,
     principal: PrincipalView<'a>,
     results: Vec<DecisionView>,
@@ -78,10 +80,12 @@ async fn check_one(
 ) -> Result<HttpResponse, ApiError> {
     let principal = authenticate(request, state).await?;
     let ask: AccessRequest = read_json(body, state.max_body_bytes).await?;
-    let decision = state.decider.decide(&principal, &ask)?;
+    let decider = state.policies.current();
+    let decision = decider.decide(&principal, &ask)?;
     state.decision_log.decided(&principal, &ask, &decision, started);
     Ok(HttpResponse::Ok().json(CheckResponse {
         decision: DecisionView::from(decision),
+        policy_version: decider.version(),
         pool: &principal.pool,
         principal: PrincipalView::from(&principal),
     }))
@@ -109,11 +113,13 @@ async fn check_many(
     if batch.items.is_empty() || batch.items.len() > MAX_BATCH_ITEMS {
         return Err(ApiError::InvalidRequest(format!("items: between 1 and {MAX_BATCH_ITEMS} items are accepted")));
     }
-    let decisions = state.decider.decide_all(&principal, &batch.items)?;
+    let decider = state.policies.current();
+    let decisions = decider.decide_all(&principal, &batch.items)?;
     for (ask, decision) in batch.items.iter().zip(&decisions) {
         state.decision_log.decided(&principal, ask, decision, started);
     }
     Ok(HttpResponse::Ok().json(BatchResponse {
+        policy_version: decider.version(),
         pool: &principal.pool,
         principal: PrincipalView::from(&principal),
         results: decisions.into_iter().map(DecisionView::from).collect(),

@@ -31,7 +31,8 @@ pub async fn forward_auth(request: HttpRequest, state: web::Data<AppState>) -> R
 async fn decide(request: &HttpRequest, state: &AppState, started: Instant) -> Result<HttpResponse, ApiError> {
     let (method, uri) = original_request(request)?;
     let path = uri.split(['?', '#']).next().unwrap_or_default();
-    let (action, resource_type, resource_id) = match state.decider.routes().resolve(&method, path) {
+    let decider = state.policies.current();
+    let (action, resource_type, resource_id) = match decider.routes().resolve(&method, path) {
         Ok(Target::Public) => return Ok(HttpResponse::Ok().finish()),
         Ok(Target::Protected { action, resource_type, resource_id }) => (action, resource_type, resource_id),
         Err(err @ (RouteError::NoRoute { .. } | RouteError::NotCanonical)) => {
@@ -44,7 +45,7 @@ async fn decide(request: &HttpRequest, state: &AppState, started: Instant) -> Re
         resource: ResourceRef { type_name: resource_type, id: resource_id, attributes: Map::new() },
         context: Map::new(),
     };
-    let decision = match state.decider.decide(&principal, &ask) {
+    let decision = match decider.decide(&principal, &ask) {
         Ok(decision) => decision,
         // A route the token's pool cannot answer (no such action or type there) is a deny.
         Err(DecisionError::InvalidRequest(message)) => return Ok(forbidden(&message)),

@@ -11,6 +11,7 @@ use crate::http::AppState;
 #[derive(Serialize)]
 struct Readiness {
     ready: bool,
+    policy_version: String,
     database: &'static str,
     pools: BTreeMap<String, &'static str>,
 }
@@ -31,6 +32,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         pools.insert(pool.name().to_owned(), if ready { "ok" } else { "no signing keys" });
     }
     let ready = database_ok && pools.values().all(|status| *status == "ok");
-    let body = Readiness { ready, database: if database_ok { "ok" } else { "unreachable" }, pools };
+    let body = Readiness {
+        ready,
+        policy_version: state.policies.current().version().to_owned(),
+        database: if database_ok { "ok" } else { "unreachable" },
+        pools,
+    };
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use actix_web::web;
 
-use crate::decision::Decider;
+use crate::decision::reload::Policies;
 use crate::metrics::Metrics;
 use crate::principal::store::PrincipalStore;
 use crate::telemetry::DecisionLog;
@@ -25,8 +25,8 @@ pub struct AppState {
     pub verifier: Verifier,
     /// Stage 2.
     pub principals: Arc<PrincipalStore>,
-    /// Stage 3.
-    pub decider: Decider,
+    /// Stage 3: the policy set in force.
+    pub policies: Arc<Policies>,
     /// One line per decision.
     pub decision_log: DecisionLog,
     /// Prometheus registry.

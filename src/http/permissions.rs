@@ -46,18 +46,19 @@ async fn list(request: &HttpRequest, body: web::Payload, state: &AppState) -> Re
     if ask.resources.is_empty() || ask.resources.len() > MAX_BATCH_ITEMS {
         return Err(ApiError::InvalidRequest(format!("resources: between 1 and {MAX_BATCH_ITEMS} are accepted")));
     }
+    let decider = state.policies.current();
     let mut results = Vec::with_capacity(ask.resources.len());
     for (index, resource) in ask.resources.iter().enumerate() {
-        let allowed_actions =
-            state.decider.allowed_actions(&principal, resource, &ask.context).map_err(|err| match err {
-                DecisionError::InvalidRequest(message) => {
-                    ApiError::InvalidRequest(format!("resources[{index}]: {message}"))
-                }
-                other => other.into(),
-            })?;
+        let allowed_actions = decider.allowed_actions(&principal, resource, &ask.context).map_err(|err| match err {
+            DecisionError::InvalidRequest(message) => {
+                ApiError::InvalidRequest(format!("resources[{index}]: {message}"))
+            }
+            other => other.into(),
+        })?;
         results.push(ResourcePermissions { type_name: &resource.type_name, id: &resource.id, allowed_actions });
     }
     Ok(HttpResponse::Ok().json(serde_json::json!({
+        "policy_version": decider.version(),
         "pool": principal.pool,
         "sub": principal.sub,
         "resources": results,

@@ -330,6 +330,25 @@ impl ProcessApp {
         panic!("poolgate did not start: {}", std::fs::read_to_string(&app.log).unwrap_or_default());
     }
 
+    /// Sends the process a signal, e.g. `HUP` or `TERM`.
+    pub fn signal(&self, name: &str) {
+        let status =
+            std::process::Command::new("kill").args([format!("-{name}"), self.child.id().to_string()]).status();
+        assert!(status.unwrap().success());
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// A client view of the process, for the request helpers.
     pub fn client(&self) -> TestApp {
         TestApp {

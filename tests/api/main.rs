@@ -19,5 +19,6 @@ mod jwks;
 mod lifecycle;
 mod observability;
 mod principal;
+mod reload;
 mod startup;
 mod token;
