@@ -1,13 +1,20 @@
-//! The command line: `serve`, `migrate`, `policy validate` and `dev token`.
+//! The command line: `serve`, `migrate`, `check`, `policy validate`, `policy test` and
+//! `dev token`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Settings, TokenUse};
-use crate::decision::Decider;
+use crate::decision::{AccessRequest, Decider, ResourceRef, policy_tests};
+use crate::metrics::Metrics;
+use crate::principal::{self, store::PrincipalStore};
+use crate::token::Verifier;
+use crate::token::jwks::Jwks;
+use crate::token::pool::Pool;
 use crate::{db, dev, startup, telemetry};
 
 /// Authorization sidecar for Cognito user pools.
@@ -27,6 +34,28 @@ enum Command {
     Serve,
     /// Apply the schema migrations, then the data migrations in `database.data_migrations`.
     Migrate,
+    /// Decide one question from the command line and explain the answer; exits 1 on deny.
+    Check {
+        /// The bearer token.
+        #[arg(long)]
+        token: String,
+        /// The ID token of paired mode.
+        #[arg(long)]
+        id_token: Option<String>,
+        /// Action name in the token's pool namespace.
+        #[arg(long)]
+        action: String,
+        /// Resource type name in the token's pool namespace.
+        #[arg(long)]
+        resource_type: String,
+        /// Resource id.
+        #[arg(long)]
+        resource_id: String,
+        /// A resource attribute as KEY=VALUE; VALUE is read as JSON when it parses, else as a
+        /// string (write `'k="123"'` for a string of digits); repeat for several.
+        #[arg(long = "attr", value_parser = parse_claim)]
+        attributes: Vec<(String, String)>,
+    },
     /// Policy tooling.
     Policy {
         #[command(subcommand)]
@@ -43,6 +72,8 @@ enum Command {
 enum PolicyCommand {
     /// Validate the policies against the schema; list every problem as file:line.
     Validate,
+    /// Run the test cases in `policies/tests/*.toml`; exits 1 on any failure.
+    Test,
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,7 +126,7 @@ pub async fn run() -> ExitCode {
     };
     telemetry::init(&settings.log);
     match execute(cli.command, settings).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("poolgate: {err:#}");
             ExitCode::FAILURE
@@ -103,7 +134,7 @@ pub async fn run() -> ExitCode {
     }
 }
 
-async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
+async fn execute(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve => {
             let listener = std::net::TcpListener::bind(settings.bind)?;
@@ -123,6 +154,64 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             Decider::load(&settings.policies_dir, &settings.pools)?;
             println!("policies in {} are valid", settings.policies_dir.display());
         }
+        Command::Policy { command: PolicyCommand::Test } => {
+            let decider = Decider::load(&settings.policies_dir, &settings.pools)?;
+            let results =
+                policy_tests::run(&settings.policies_dir, &decider, &settings.pools).map_err(anyhow::Error::msg)?;
+            let width = results.iter().map(|result| result.name.len()).max().unwrap_or(0);
+            for result in &results {
+                let mark = if result.passed { "PASS" } else { "FAIL" };
+                println!("{mark}  {:width$}  {}", result.name, result.detail);
+            }
+            let failed = results.iter().filter(|result| !result.passed).count();
+            println!("{} passed, {failed} failed", results.len() - failed);
+            if failed > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Check { token, id_token, action, resource_type, resource_id, attributes } => {
+            let decider = Decider::load(&settings.policies_dir, &settings.pools)?;
+            let metrics = Arc::new(Metrics::new()?);
+            let jwks = Jwks::new(&settings.jwks, &settings.pools, Arc::clone(&metrics))?;
+            let verifier = Verifier::new(settings.pools.iter().cloned().map(Pool::new).map(Arc::new).collect(), jwks);
+            verifier.jwks().refresh_all().await;
+            let verified = match &id_token {
+                Some(id_token) => verifier.verify_pair(&token, id_token).await,
+                None => verifier.verify(&token).await,
+            }
+            .map_err(|err| anyhow::anyhow!("{}: {err}", err.code()))?;
+            let store = PrincipalStore::new(db::connect(&settings.database).await?, &settings.cache, metrics);
+            let principal = principal::resolve(&store, &verified).await?;
+            let attributes = attributes
+                .into_iter()
+                .map(|(key, value)| (key, serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value))))
+                .collect();
+            let ask = AccessRequest {
+                action,
+                resource: ResourceRef { type_name: resource_type, id: resource_id, attributes },
+                context: serde_json::Map::new(),
+            };
+            let decision = decider.decide(&principal, &ask)?;
+            let explanation = serde_json::json!({
+                "decision": if decision.allow { "allow" } else { "deny" },
+                "determining_policies": decision.determining_policies,
+                "errors": decision.errors,
+                "policy_version": decider.version(),
+                "pool": principal.pool,
+                "principal": {
+                    "sub": principal.sub,
+                    "token_use": principal.token_use.as_str(),
+                    "groups": principal.groups,
+                    "flags": principal.flags,
+                    "scopes": principal.scopes,
+                    "attributes": principal.attributes.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                },
+            });
+            println!("{}", serde_json::to_string_pretty(&explanation)?);
+            if !decision.allow {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Dev { command: DevCommand::Token { pool, sub, groups, claims, token_use, ttl } } => {
             let token_use = match token_use {
                 TokenUseArg::Id => TokenUse::Id,
@@ -132,5 +221,5 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<()> {
             println!("{token}");
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

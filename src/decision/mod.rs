@@ -8,6 +8,7 @@
 
 pub mod entities;
 pub mod policies;
+pub mod policy_tests;
 pub mod reload;
 pub mod routes;
 

@@ -189,3 +189,76 @@ async fn dev_tokens_minted_by_the_cli_are_accepted_by_the_service() {
     let expired = mint("wil", &["--ttl", "0s"]);
     assert_eq!(app.check(&expired, read).await.outcome(), "token_expired");
 }
+
+#[tokio::test]
+async fn policy_test_runs_the_shipped_cases_and_fails_on_a_wrong_expectation() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_policies(dir.path());
+    std::fs::create_dir(dir.path().join("tests")).unwrap();
+    for entry in std::fs::read_dir(repo_path("policies/tests")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join("tests").join(path.file_name().unwrap())).unwrap();
+    }
+    let config = dir.path().join("poolgate.toml");
+    let toml = format!(
+        "[policies]\ndir = \"{}\"\n[pools.admin]\nissuer = \"https://i/admin\"\ntoken_use = [\"id\"]\nclient_ids = [\"c\"]\n\
+         [pools.merchant]\nissuer = \"https://i/merchant\"\ntoken_use = [\"id\"]\nclient_ids = [\"c\"]\n\
+         attributes = {{ org_id = \"custom:org_id\" }}\n\
+         [pools.wallet]\nissuer = \"https://i/wallet\"\ntoken_use = [\"id\", \"access\"]\nclient_ids = [\"c\"]\n",
+        dir.path().display()
+    );
+    std::fs::write(&config, toml).unwrap();
+    let ok = poolgate(&["policy", "test", "--config", config.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{stdout}{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(stdout.contains("18 passed, 0 failed"), "{stdout}");
+
+    std::fs::write(
+        dir.path().join("tests/wrong.toml"),
+        "[[case]]\nname = \"wrong\"\npool = \"wallet\"\nsub = \"wil\"\naction = \"read\"\n\
+         resource = { type = \"Wallet\", id = \"w\", attributes = { owner = \"bob\" } }\nexpect = \"allow\"\n",
+    )
+    .unwrap();
+    let failing = poolgate(&["policy", "test", "--config", config.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&failing.stdout);
+    assert!(!failing.status.success());
+    assert!(stdout.contains("FAIL  wrong: wrong") && stdout.contains("18 passed, 1 failed"), "{stdout}");
+}
+
+#[tokio::test]
+async fn check_explains_one_decision_from_the_command_line() {
+    let world = World::start_with(&Backend::Sqlite, |_| {}).await;
+    world.db.execute("INSERT INTO principal_flags (pool, subject, flag) VALUES ('admin', 'ada', 'can_add_user')").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("poolgate.toml");
+    std::fs::write(&config, toml::to_string(&base_config(&world.issuer, &world.db.url)).unwrap()).unwrap();
+    let token = world.issuer.token("admin", "ada", &["admins"], json!({}));
+    let run = |action: &str| {
+        let args = ["check", "--config", config.to_str().unwrap(), "--token", &token, "--action", action];
+        let mut args: Vec<&str> = args.to_vec();
+        args.extend(["--resource-type", "Account", "--resource-id", "acct-1"]);
+        poolgate(&args)
+    };
+    let allowed = run("create");
+    let explanation: serde_json::Value = serde_json::from_slice(&allowed.stdout).unwrap();
+    assert!(allowed.status.success(), "{}", String::from_utf8_lossy(&allowed.stderr));
+    assert_eq!(explanation["decision"], "allow");
+    assert_eq!(explanation["determining_policies"], json!(["admin.create-needs-can-add-user"]));
+    assert_eq!(explanation["principal"]["flags"], json!(["can_add_user"]));
+
+    let bad = poolgate(&[
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+        "--token",
+        "x.y.z",
+        "--action",
+        "read",
+        "--resource-type",
+        "Account",
+        "--resource-id",
+        "a",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("malformed_token"));
+}
