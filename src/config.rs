@@ -63,6 +63,8 @@ pub struct RawSettings {
 struct RawServer {
     bind: String,
     max_body_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    request_timeout: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +193,8 @@ pub struct Settings {
     pub bind: SocketAddr,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Longest a request may take; also the limit for receiving a request's headers.
+    pub request_timeout: Duration,
     /// Database connection settings.
     pub database: DatabaseSettings,
     /// Folder holding `schema.cedarschema` and `*.cedar`.
@@ -357,6 +361,7 @@ impl RawSettings {
             ("jwks.refresh_interval", self.jwks.refresh_interval),
             ("jwks.unknown_kid_cooldown", self.jwks.unknown_kid_cooldown),
             ("jwks.fetch_timeout", self.jwks.fetch_timeout),
+            ("server.request_timeout", self.server.request_timeout),
         ];
         if let Some((key, _)) = intervals.iter().find(|(_, interval)| interval.is_zero()) {
             return Err(ConfigError(format!("{key}: must be longer than zero")));
@@ -385,6 +390,7 @@ impl RawSettings {
         Ok(Settings {
             bind,
             max_body_bytes: self.server.max_body_bytes,
+            request_timeout: self.server.request_timeout,
             database: DatabaseSettings {
                 url: self.database.url,
                 max_connections: self.database.max_connections,

@@ -31,6 +31,9 @@ pub enum ApiError {
     /// The request body is larger than `server.max_body_bytes` (`413`).
     #[error("the request body is larger than {0} bytes")]
     BodyTooLarge(usize),
+    /// The answer took longer than `server.request_timeout` (`503`).
+    #[error("the request took too long")]
+    Timeout,
 }
 
 /// The JSON body of every error response.
@@ -54,6 +57,7 @@ impl ApiError {
             ApiError::Decision(DecisionError::InvalidRequest(_)) | ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::Decision(DecisionError::PrincipalSchema(_)) => "internal_error",
             ApiError::BodyTooLarge(_) => "payload_too_large",
+            ApiError::Timeout => "timeout",
         }
     }
 
@@ -70,7 +74,8 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Token(TokenError::KeysUnavailable { .. })
-            | ApiError::Principal(PrincipalError::DatabaseUnavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::Principal(PrincipalError::DatabaseUnavailable(_))
+            | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Token(_) | ApiError::Principal(_) => StatusCode::UNAUTHORIZED,
             ApiError::Decision(DecisionError::InvalidRequest(_)) | ApiError::InvalidRequest(_) => {
                 StatusCode::BAD_REQUEST

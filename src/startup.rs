@@ -74,6 +74,7 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
         decision_log: DecisionLog::new(&settings.decision_log, Arc::clone(&metrics)),
         metrics,
         max_body_bytes: settings.max_body_bytes,
+        request_timeout: settings.request_timeout,
     });
     let mut background: Vec<_> = settings
         .pools
@@ -111,6 +112,7 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
     let server = HttpServer::new(move || {
         App::new().wrap(TracingLogger::default()).app_data(state.clone()).configure(http::routes)
     })
+    .client_request_timeout(settings.request_timeout)
     .listen(listener)?
     .run();
     Ok(Application { port, server, background })

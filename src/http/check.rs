@@ -69,7 +69,7 @@ pub async fn check(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    logged(&state, started, check_one(&request, body, &state, started).await)
+    guarded(&state, started, check_one(&request, body, &state, started)).await
 }
 
 async fn check_one(
@@ -99,7 +99,7 @@ pub async fn check_batch(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    logged(&state, started, check_many(&request, body, &state, started).await)
+    guarded(&state, started, check_many(&request, body, &state, started)).await
 }
 
 async fn check_many(
@@ -141,12 +141,14 @@ pub(crate) async fn authenticate(request: &HttpRequest, state: &AppState) -> Res
     Ok(principal::resolve(&state.principals, &token).await?)
 }
 
-/// Sends refusals to the decision log; decisions were logged where they were made.
-pub(crate) fn logged(
+/// Runs a handler's pipeline within `server.request_timeout` and sends refusals to the
+/// decision log (decisions were logged where they were made).
+pub(crate) async fn guarded(
     state: &AppState,
     started: Instant,
-    result: Result<HttpResponse, ApiError>,
+    pipeline: impl Future<Output = Result<HttpResponse, ApiError>>,
 ) -> Result<HttpResponse, ApiError> {
+    let result = tokio::time::timeout(state.request_timeout, pipeline).await.unwrap_or(Err(ApiError::Timeout));
     if let Err(err) = &result {
         state.decision_log.refused(err.code(), started);
     }

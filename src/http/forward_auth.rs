@@ -17,7 +17,7 @@ use crate::decision::routes::{RouteError, Target};
 use crate::decision::{AccessRequest, DecisionError, ResourceRef};
 use crate::error::ApiError;
 use crate::http::AppState;
-use crate::http::check::{authenticate, logged};
+use crate::http::check::{authenticate, guarded};
 
 /// The endpoint's path; Envoy appends the original path to it.
 pub const PATH: &str = "/v1/forward-auth";
@@ -25,7 +25,7 @@ pub const PATH: &str = "/v1/forward-auth";
 /// Decides on the original request a proxy forwards.
 pub async fn forward_auth(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    logged(&state, started, decide(&request, &state, started).await)
+    guarded(&state, started, decide(&request, &state, started)).await
 }
 
 async fn decide(request: &HttpRequest, state: &AppState, started: Instant) -> Result<HttpResponse, ApiError> {

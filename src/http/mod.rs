@@ -33,6 +33,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Longest a request may take before it is answered `503 timeout`.
+    pub request_timeout: std::time::Duration,
 }
 
 /// Registers every route.

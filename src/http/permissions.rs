@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::decision::{DecisionError, ResourceRef};
 use crate::error::ApiError;
 use crate::http::AppState;
-use crate::http::check::{MAX_BATCH_ITEMS, authenticate, logged, read_json};
+use crate::http::check::{MAX_BATCH_ITEMS, authenticate, guarded, read_json};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,7 +37,7 @@ pub async fn permissions(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    logged(&state, started, list(&request, body, &state).await)
+    guarded(&state, started, list(&request, body, &state)).await
 }
 
 async fn list(request: &HttpRequest, body: web::Payload, state: &AppState) -> Result<HttpResponse, ApiError> {

@@ -141,3 +141,23 @@ async fn a_hanging_endpoint_is_abandoned_after_the_fetch_timeout() {
     assert_eq!(answer.status, 503);
     assert!(asked.elapsed() < Duration::from_secs(3), "request waited {:?}", asked.elapsed());
 }
+
+#[tokio::test]
+async fn a_request_that_outlives_the_request_timeout_is_answered_503() {
+    let issuer = crate::fake_issuer::FakeIssuer::start();
+    issuer.set_mode(Mode::Hang);
+    let db = crate::helpers::TestDatabase::create(&Backend::Sqlite).await;
+    let mut config = crate::helpers::base_config(&issuer, &db.url);
+    set(&mut config, &["jwks", "fetch_timeout"], "3s");
+    set(&mut config, &["server", "request_timeout"], "500ms");
+    // Start-up waits for the hanging fetch; give it a pool that is not fetched over HTTP.
+    set(&mut config, &["pools", "admin", "jwks_file"], "/nonexistent/jwks.json");
+    let started = Instant::now();
+    let app = tokio::time::timeout(Duration::from_secs(20), crate::helpers::spawn_app(&config)).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(2900), "start-up waited for the fetch timeout");
+    let token = issuer.token("wallet", "wil", &[], json!({}));
+    let asked = Instant::now();
+    let answer = app.check(&token, wallet_read()).await;
+    assert_eq!((answer.status.as_u16(), answer.outcome()), (503, "timeout"), "{}", answer.body);
+    assert!(asked.elapsed() < Duration::from_secs(2), "answered after {:?}", asked.elapsed());
+}
