@@ -14,10 +14,13 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tracing_actix_web::TracingLogger;
+use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
 
 use crate::config::Settings;
 use crate::decision::Decider;
 use crate::decision::reload::{self, Policies};
+use crate::http::openapi::{self, ApiDoc, Document};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::principal::coherence;
@@ -110,7 +113,16 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
 
     let port = listener.local_addr()?.port();
     let server = HttpServer::new(move || {
-        App::new().wrap(TracingLogger::default()).app_data(state.clone()).configure(http::routes)
+        let (app, api) = App::new()
+            .into_utoipa_app()
+            .openapi(ApiDoc::openapi())
+            .app_data(state.clone())
+            .configure(http::routes)
+            .split_for_parts();
+        let document = Document(api.to_json().unwrap_or_default());
+        app.wrap(TracingLogger::default())
+            .app_data(web::Data::new(document))
+            .route("/openapi.json", web::get().to(openapi::openapi_json))
     })
     .client_request_timeout(settings.request_timeout)
     .listen(listener)?

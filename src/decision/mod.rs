@@ -37,7 +37,7 @@ pub enum DecisionError {
 }
 
 /// One access question: may the principal do `action` on `resource`?
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessRequest {
     /// Action name within the pool's namespace, e.g. `update`.
@@ -46,11 +46,12 @@ pub struct AccessRequest {
     pub resource: ResourceRef,
     /// Request context, checked against the action's context type.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub context: Map<String, Value>,
 }
 
 /// A resource named by the caller.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceRef {
     /// Entity type within the pool's namespace, e.g. `Stock`.
@@ -60,6 +61,7 @@ pub struct ResourceRef {
     pub id: String,
     /// Attributes the policies read, e.g. `org_id`.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub attributes: Map<String, Value>,
 }
 

@@ -12,7 +12,7 @@ use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde::{Deserialize, Serialize};
 
 use crate::decision::{AccessRequest, Decision};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
 use crate::principal::{self, Principal};
 use crate::token::{TokenError, bearer};
@@ -24,27 +24,27 @@ pub const ID_TOKEN_HEADER: &str = "x-id-token";
 pub const MAX_BATCH_ITEMS: usize = 100;
 
 /// `POST /v1/check/batch` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchRequest {
     items: Vec<AccessRequest>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct PrincipalView<'a> {
     sub: &'a str,
     groups: &'a [String],
     flags: &'a [String],
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct DecisionView {
     decision: &'static str,
     determining_policies: Vec<String>,
     errors: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct CheckResponse<'a> {
     #[serde(flatten)]
     decision: DecisionView,
@@ -53,7 +53,7 @@ struct CheckResponse<'a> {
     principal: PrincipalView<'a>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct BatchResponse<'a> {
     policy_version: &'a str,
     pool: &'a str,
@@ -62,6 +62,17 @@ struct BatchResponse<'a> {
 }
 
 /// Decides one (action, resource) question for the bearer of the token.
+#[utoipa::path(
+    request_body = AccessRequest,
+    params(("Authorization" = String, Header, description = "Bearer token"),
+           ("X-Id-Token" = Option<String>, Header, description = "ID token, in paired mode")),
+    responses(
+        (status = 200, description = "Allow or deny", body = CheckResponse),
+        (status = 400, description = "Not a question the schema allows", body = ErrorBody),
+        (status = 401, description = "Missing or rejected token, or principal refused", body = ErrorBody),
+        (status = 503, description = "Keys or database unavailable, or timeout", body = ErrorBody),
+    )
+)]
 #[post("/v1/check")]
 pub async fn check(
     request: HttpRequest,
@@ -92,6 +103,15 @@ async fn check_one(
 }
 
 /// Decides up to [`MAX_BATCH_ITEMS`] questions for one token, answered in order.
+#[utoipa::path(
+    request_body = BatchRequest,
+    responses(
+        (status = 200, description = "One answer per item, in order", body = BatchResponse),
+        (status = 400, description = "An invalid item, or not 1 to 100 items", body = ErrorBody),
+        (status = 401, description = "Missing or rejected token", body = ErrorBody),
+        (status = 503, description = "Keys or database unavailable, or timeout", body = ErrorBody),
+    )
+)]
 #[post("/v1/check/batch")]
 pub async fn check_batch(
     request: HttpRequest,

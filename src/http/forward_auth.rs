@@ -10,20 +10,74 @@
 
 use std::time::Instant;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, route, web};
 use serde_json::{Map, json};
 
 use crate::decision::routes::{RouteError, Target};
 use crate::decision::{AccessRequest, DecisionError, ResourceRef};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
 use crate::http::check::{authenticate, guarded};
 
 /// The endpoint's path; Envoy appends the original path to it.
 pub const PATH: &str = "/v1/forward-auth";
 
-/// Decides on the original request a proxy forwards.
+/// Decides on the original request a proxy forwards (headers name it).
+#[utoipa::path(
+    method(get, post, put, patch, delete, head, options),
+    path = "/v1/forward-auth",
+    params(
+        ("X-Original-Method" = Option<String>, Header, description = "nginx: the original method"),
+        ("X-Original-URI" = Option<String>, Header, description = "nginx: the original URI"),
+        ("X-Forwarded-Method" = Option<String>, Header, description = "Traefik, Caddy: the original method"),
+        ("X-Forwarded-Uri" = Option<String>, Header, description = "Traefik, Caddy: the original URI"),
+    ),
+    responses(
+        (status = 200, description = "Allow; identity in X-Poolgate-Pool, X-Poolgate-Sub, X-Poolgate-Groups"),
+        (status = 400, description = "Half a pair of forwarded headers, or both pairs", body = ErrorBody),
+        (status = 401, description = "Missing or rejected token", body = ErrorBody),
+        (status = 403, description = "Deny, no route, or a non-canonical path"),
+        (status = 503, description = "Keys or database unavailable, or timeout", body = ErrorBody),
+    )
+)]
+#[route(
+    "/v1/forward-auth",
+    method = "GET",
+    method = "POST",
+    method = "PUT",
+    method = "PATCH",
+    method = "DELETE",
+    method = "HEAD",
+    method = "OPTIONS"
+)]
 pub async fn forward_auth(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    guarded(&state, started, decide(&request, &state, started)).await
+}
+
+/// Envoy's HTTP ext_authz: the original method, and the original path after the prefix.
+#[utoipa::path(
+    method(get, post, put, patch, delete, head, options),
+    path = "/v1/forward-auth/{original}",
+    params(("original" = String, Path, description = "The original path")),
+    responses(
+        (status = 200, description = "Allow; identity in X-Poolgate-Pool, X-Poolgate-Sub, X-Poolgate-Groups"),
+        (status = 401, description = "Missing or rejected token", body = ErrorBody),
+        (status = 403, description = "Deny, no route, or a non-canonical path"),
+        (status = 503, description = "Keys or database unavailable, or timeout", body = ErrorBody),
+    )
+)]
+#[route(
+    "/v1/forward-auth/{original:.*}",
+    method = "GET",
+    method = "POST",
+    method = "PUT",
+    method = "PATCH",
+    method = "DELETE",
+    method = "HEAD",
+    method = "OPTIONS"
+)]
+pub async fn forward_auth_prefixed(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     guarded(&state, started, decide(&request, &state, started)).await
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::http::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Readiness {
     ready: bool,
     policy_version: String,
@@ -17,12 +17,17 @@ struct Readiness {
 }
 
 /// Liveness: always `200` while the server runs.
+#[utoipa::path(responses((status = 200, description = "The process answers")))]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
 /// Readiness: `200` when every dependency is usable, else `503` naming what is not.
+#[utoipa::path(responses(
+    (status = 200, description = "Ready", body = Readiness),
+    (status = 503, description = "Not ready; the body names what is missing", body = Readiness),
+))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let database_ok = state.principals.ping().await;

@@ -7,11 +7,12 @@ pub mod check;
 pub mod forward_auth;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod permissions;
 
 use std::sync::Arc;
 
-use actix_web::web;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::decision::reload::Policies;
 use crate::metrics::Metrics;
@@ -37,15 +38,16 @@ pub struct AppState {
     pub request_timeout: std::time::Duration,
 }
 
-/// Registers every route.
-pub fn routes(config: &mut web::ServiceConfig) {
+/// Registers every route; each carries its OpenAPI description, so `/openapi.json` lists
+/// exactly the routes served.
+pub fn routes(config: &mut ServiceConfig) {
     config
         .service(check::check)
         .service(check::check_batch)
         .service(permissions::permissions)
+        .service(forward_auth::forward_auth)
+        .service(forward_auth::forward_auth_prefixed)
         .service(health::healthz)
         .service(health::readyz)
-        .service(metrics::metrics)
-        .route(forward_auth::PATH, web::route().to(forward_auth::forward_auth))
-        .route(&format!("{}/{{original:.*}}", forward_auth::PATH), web::route().to(forward_auth::forward_auth));
+        .service(metrics::metrics);
 }

@@ -9,19 +9,28 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::decision::{DecisionError, ResourceRef};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
 use crate::http::check::{MAX_BATCH_ITEMS, authenticate, guarded, read_json};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PermissionsRequest {
     resources: Vec<ResourceRef>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     context: Map<String, Value>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct PermissionsResponse<'a> {
+    policy_version: &'a str,
+    pool: &'a str,
+    sub: &'a str,
+    resources: Vec<ResourcePermissions<'a>>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ResourcePermissions<'a> {
     #[serde(rename = "type")]
     type_name: &'a str,
@@ -30,6 +39,15 @@ struct ResourcePermissions<'a> {
 }
 
 /// Lists the allowed actions on each resource, in request order.
+#[utoipa::path(
+    request_body = PermissionsRequest,
+    responses(
+        (status = 200, description = "Allowed actions per resource", body = PermissionsResponse),
+        (status = 400, description = "Unknown resource type, or not 1 to 100 resources", body = ErrorBody),
+        (status = 401, description = "Missing or rejected token", body = ErrorBody),
+        (status = 503, description = "Keys or database unavailable, or timeout", body = ErrorBody),
+    )
+)]
 #[post("/v1/permissions")]
 pub async fn permissions(
     request: HttpRequest,
@@ -57,10 +75,10 @@ async fn list(request: &HttpRequest, body: web::Payload, state: &AppState) -> Re
         })?;
         results.push(ResourcePermissions { type_name: &resource.type_name, id: &resource.id, allowed_actions });
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "policy_version": decider.version(),
-        "pool": principal.pool,
-        "sub": principal.sub,
-        "resources": results,
-    })))
+    Ok(HttpResponse::Ok().json(PermissionsResponse {
+        policy_version: decider.version(),
+        pool: &principal.pool,
+        sub: &principal.sub,
+        resources: results,
+    }))
 }
