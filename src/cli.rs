@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Settings, TokenUse};
-use crate::decision::{AccessRequest, Decider, ResourceRef, policy_tests};
+use crate::decision::{AccessRequest, Decider, PolicySources, ResourceRef, policy_tests};
 use crate::metrics::Metrics;
 use crate::principal::{self, store::PrincipalStore};
 use crate::token::Verifier;
@@ -151,11 +151,11 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             }
         }
         Command::Policy { command: PolicyCommand::Validate } => {
-            Decider::load(&settings.policies_dir, &settings.pools)?;
+            Decider::load(&PolicySources::from(&settings))?;
             println!("policies in {} are valid", settings.policies_dir.display());
         }
         Command::Policy { command: PolicyCommand::Test } => {
-            let decider = Decider::load(&settings.policies_dir, &settings.pools)?;
+            let decider = Decider::load(&PolicySources::from(&settings))?;
             let results =
                 policy_tests::run(&settings.policies_dir, &decider, &settings.pools).map_err(anyhow::Error::msg)?;
             let width = results.iter().map(|result| result.name.len()).max().unwrap_or(0);
@@ -170,7 +170,7 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             }
         }
         Command::Check { token, id_token, action, resource_type, resource_id, attributes } => {
-            let decider = Decider::load(&settings.policies_dir, &settings.pools)?;
+            let decider = Decider::load(&PolicySources::from(&settings))?;
             let metrics = Arc::new(Metrics::new()?);
             let jwks = Jwks::new(&settings.jwks, &settings.pools, Arc::clone(&metrics))?;
             let verifier = Verifier::new(settings.pools.iter().cloned().map(Pool::new).map(Arc::new).collect(), jwks);

@@ -56,6 +56,14 @@ pub struct RawSettings {
     dev: RawDev,
     #[serde(default)]
     pools: BTreeMap<String, RawPool>,
+    #[serde(default)]
+    resources: BTreeMap<String, RawResource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResource {
+    query: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,6 +221,9 @@ pub struct Settings {
     pub dev_keys_dir: PathBuf,
     /// Trusted pools, ordered by name.
     pub pools: Vec<PoolSettings>,
+    /// Resource type name → parameterized query returning its attributes (`$1` = the id),
+    /// for forward-auth, where the request carries no attributes.
+    pub resource_queries: BTreeMap<String, String>,
 }
 
 /// Database connection settings.
@@ -369,6 +380,18 @@ impl RawSettings {
         if self.pools.is_empty() {
             return Err(ConfigError("pools: at least one pool must be configured".into()));
         }
+        let mut resource_queries = BTreeMap::new();
+        for (type_name, resource) in self.resources {
+            if !is_identifier(&type_name) {
+                return Err(ConfigError(format!("resources.{type_name}: not a Cedar identifier")));
+            }
+            if !resource.query.contains("$1") {
+                return Err(ConfigError(format!(
+                    "resources.{type_name}.query: must take the resource id as the parameter `$1`"
+                )));
+            }
+            resource_queries.insert(type_name, resource.query);
+        }
         let mut pools = Vec::with_capacity(self.pools.len());
         let mut issuers = HashSet::new();
         let mut namespaces = HashSet::new();
@@ -415,6 +438,7 @@ impl RawSettings {
             },
             dev_keys_dir: self.dev.keys_dir,
             pools,
+            resource_queries,
         })
     }
 }

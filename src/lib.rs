@@ -25,6 +25,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod principal;
+pub mod resources;
 pub mod startup;
 pub mod telemetry;
 pub mod token;

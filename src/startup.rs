@@ -18,13 +18,14 @@ use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
 use crate::config::Settings;
-use crate::decision::Decider;
 use crate::decision::reload::{self, Policies};
+use crate::decision::{Decider, PolicySources};
 use crate::http::openapi::{self, ApiDoc, Document};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::principal::coherence;
+use crate::principal::coherence::{self, Caches};
 use crate::principal::store::PrincipalStore;
+use crate::resources::ResourceStore;
 use crate::telemetry::DecisionLog;
 use crate::token::Verifier;
 use crate::token::jwks::Jwks;
@@ -57,8 +58,8 @@ impl Application {
 /// Builds the application on `listener`.
 pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Application> {
     dev::ensure_keys(&settings)?;
-    let decider = Decider::load(&settings.policies_dir, &settings.pools)?;
-    let policies = Arc::new(Policies::new(decider, settings.policies_dir.clone(), settings.pools.clone()));
+    let sources = PolicySources::from(&settings);
+    let policies = Arc::new(Policies::new(Decider::load(&sources)?, sources));
     let db = db::connect(&settings.database).await?;
     db::migrate(&db, &settings.database).await?;
 
@@ -69,11 +70,13 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
     let verifier = Verifier::new(pools, jwks);
     verifier.jwks().refresh_all().await;
 
+    let resources = Arc::new(ResourceStore::new(db.clone(), settings.resource_queries.clone(), &settings.cache));
     let principals = Arc::new(PrincipalStore::new(db, &settings.cache, Arc::clone(&metrics)));
     let state = web::Data::new(AppState {
         verifier,
         principals: Arc::clone(&principals),
         policies: Arc::clone(&policies),
+        resources: Arc::clone(&resources),
         decision_log: DecisionLog::new(&settings.decision_log, Arc::clone(&metrics)),
         metrics,
         max_body_bytes: settings.max_body_bytes,
@@ -96,7 +99,7 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
     background.push(tokio::spawn(coherence::follow(
         settings.database.url.clone(),
         settings.database.change_poll_interval,
-        Arc::clone(&principals),
+        Caches { principals: Arc::clone(&principals), resources },
     )));
     background.push(reload::follow(policies, settings.policies_watch).context("cannot watch the policies")?);
     let purge_interval = settings.database.purge_interval;

@@ -12,14 +12,14 @@ pub mod policy_tests;
 pub mod reload;
 pub mod routes;
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use cedar_policy::{Authorizer, Decision as CedarDecision, PolicySet, Schema};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config::{PoolSettings, TokenUse};
+use crate::config::{PoolSettings, Settings, TokenUse};
 use crate::decision::policies::{PolicyBundle, PolicyLoadError};
 use crate::decision::routes::RouteTable;
 use crate::principal::Principal;
@@ -65,6 +65,27 @@ pub struct ResourceRef {
     pub attributes: Map<String, Value>,
 }
 
+/// What loading a policy set depends on, taken from the settings once.
+#[derive(Debug, Clone)]
+pub struct PolicySources {
+    /// The policies folder.
+    pub dir: PathBuf,
+    /// The pools whose principals must fit the schema.
+    pub pools: Vec<PoolSettings>,
+    /// Resource types whose attributes come from a configured query.
+    pub resource_queries: Vec<String>,
+}
+
+impl From<&Settings> for PolicySources {
+    fn from(settings: &Settings) -> Self {
+        Self {
+            dir: settings.policies_dir.clone(),
+            pools: settings.pools.clone(),
+            resource_queries: settings.resource_queries.keys().cloned().collect(),
+        }
+    }
+}
+
 /// Cedar's answer, read strictly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -97,12 +118,13 @@ impl Decider {
         }
     }
 
-    /// Loads `dir` and checks that every pool's principal (with its mapped attributes) fits
-    /// the schema; every problem is listed.
-    pub fn load(dir: &Path, pools: &[PoolSettings]) -> Result<Self, PolicyLoadError> {
-        let decider = Self::new(policies::load(dir)?);
+    /// Loads the policies folder and checks that every pool's principal (with its mapped
+    /// attributes) fits the schema; every problem is listed.
+    pub fn load(sources: &PolicySources) -> Result<Self, PolicyLoadError> {
+        let queried = sources.resource_queries.iter().cloned().collect();
+        let decider = Self::new(policies::load(&sources.dir, &queried)?);
         let mut problems = Vec::new();
-        for pool in pools {
+        for pool in &sources.pools {
             let sample = Principal {
                 pool: pool.name.clone(),
                 namespace: pool.namespace.clone(),

@@ -8,6 +8,7 @@
 //! The route table for reverse proxies (`routes.toml`) is part of the bundle and is checked
 //! against the same schema.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -53,7 +54,8 @@ impl fmt::Display for PolicyLoadError {
 impl std::error::Error for PolicyLoadError {}
 
 /// Loads and validates `dir`.
-pub fn load(dir: &Path) -> Result<PolicyBundle, PolicyLoadError> {
+/// `queried` names the resource types whose attributes a configured query supplies.
+pub fn load(dir: &Path, queried: &BTreeSet<String>) -> Result<PolicyBundle, PolicyLoadError> {
     let mut problems = Vec::new();
     let mut version = Sha256::new();
     let mut read = |path: &Path| {
@@ -123,7 +125,9 @@ pub fn load(dir: &Path) -> Result<PolicyBundle, PolicyLoadError> {
     }
 
     let routes = match &schema {
-        Some(schema) => RouteTable::load(dir, schema).map_err(|route_problems| problems.extend(route_problems)).ok(),
+        Some(schema) => {
+            RouteTable::load(dir, schema, queried).map_err(|route_problems| problems.extend(route_problems)).ok()
+        }
         None => None,
     };
     if let Ok(routes) = std::fs::read(dir.join(crate::decision::routes::ROUTES_FILE)) {

@@ -5,16 +5,14 @@
 //! old set serving and logs every problem. Each request takes the set in force when it starts
 //! (an `Arc`), so in-flight requests finish on the set they began with.
 
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::PoolSettings;
-use crate::decision::Decider;
 use crate::decision::policies::PolicyLoadError;
+use crate::decision::{Decider, PolicySources};
 
 /// Quiet time after a file event before reloading, so an editor's burst of writes is one reload.
 const DEBOUNCE: Duration = Duration::from_millis(300);
@@ -22,14 +20,13 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 /// The policy set in force.
 pub struct Policies {
     current: RwLock<Arc<Decider>>,
-    dir: PathBuf,
-    pools: Vec<PoolSettings>,
+    sources: PolicySources,
 }
 
 impl Policies {
     /// Wraps the set loaded at start-up.
-    pub fn new(decider: Decider, dir: PathBuf, pools: Vec<PoolSettings>) -> Self {
-        Self { current: RwLock::new(Arc::new(decider)), dir, pools }
+    pub fn new(decider: Decider, sources: PolicySources) -> Self {
+        Self { current: RwLock::new(Arc::new(decider)), sources }
     }
 
     /// The set in force now; hold on to it for the whole request.
@@ -43,7 +40,7 @@ impl Policies {
 
     /// Loads the folder again and swaps the new set in if it is valid; returns its version.
     pub fn reload(&self) -> Result<String, PolicyLoadError> {
-        let decider = Decider::load(&self.dir, &self.pools)?;
+        let decider = Decider::load(&self.sources)?;
         let version = decider.version().to_owned();
         match self.current.write() {
             Ok(mut current) => *current = Arc::new(decider),
@@ -76,7 +73,7 @@ pub fn follow(policies: Arc<Policies>, watch_files: bool) -> anyhow::Result<toki
                 let _ = changed.try_send(());
             }
         })?;
-        watcher.watch(&policies.dir, RecursiveMode::NonRecursive)?;
+        watcher.watch(&policies.sources.dir, RecursiveMode::NonRecursive)?;
         Some(watcher)
     } else {
         None

@@ -6,7 +6,7 @@
 //! `//`, encoded `/`, `\` or `.`) is refused rather than matched, so the proxy's upstream can
 //! never reach a resource by a spelling the table did not mean. No match means deny.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use cedar_policy::{EntityTypeName, Schema};
@@ -91,7 +91,7 @@ pub struct RouteTable {
 impl RouteTable {
     /// Reads `routes.toml` from `dir` (absent means an empty table) and checks every route
     /// against the schema; the error lists every problem.
-    pub fn load(dir: &Path, schema: &Schema) -> Result<Self, Vec<String>> {
+    pub fn load(dir: &Path, schema: &Schema, queried: &BTreeSet<String>) -> Result<Self, Vec<String>> {
         let path = dir.join(ROUTES_FILE);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
@@ -103,14 +103,14 @@ impl RouteTable {
         let mut problems = Vec::new();
         for (index, spec) in file.route.into_iter().enumerate() {
             let at = format!("{}: route[{index}] `{}`", path.display(), spec.path);
-            if let Err(problem) = table.add(spec, schema) {
+            if let Err(problem) = table.add(spec, schema, queried) {
                 problems.push(format!("{at}: {problem}"));
             }
         }
         if problems.is_empty() { Ok(table) } else { Err(problems) }
     }
 
-    fn add(&mut self, spec: RouteSpec, schema: &Schema) -> Result<(), String> {
+    fn add(&mut self, spec: RouteSpec, schema: &Schema, queried: &BTreeSet<String>) -> Result<(), String> {
         if !spec.path.starts_with('/') {
             return Err("the path must start with `/`".into());
         }
@@ -124,8 +124,10 @@ impl RouteTable {
             if !is_identifier(resource) || !applies_somewhere(schema, action, resource) {
                 return Err(format!("no namespace of the schema has resource `{resource}` with action `{action}`"));
             }
-            if !needs_no_attributes(schema, resource) {
-                return Err(format!("resource `{resource}` has required attributes, which forward-auth cannot supply"));
+            if !queried.contains(resource) && !needs_no_attributes(schema, resource) {
+                return Err(format!(
+                    "resource `{resource}` has required attributes; configure `resources.{resource}.query` to load them"
+                ));
             }
             if let Some(param) = &spec.id
                 && !spec.path.contains(&format!("{{{param}}}"))
@@ -232,9 +234,9 @@ mod tests {
             spec(&["patch"], "/stock/{id}", Some("update"), false),
             spec(&["*"], "/health", None, true),
         ] {
-            assert_eq!(table.add(spec, &schema), Ok(()));
+            assert_eq!(table.add(spec, &schema, &BTreeSet::new()), Ok(()));
         }
-        assert!(table.add(spec(&["GET"], "/x", Some("fly"), false), &schema).is_err());
+        assert!(table.add(spec(&["GET"], "/x", Some("fly"), false), &schema, &BTreeSet::new()).is_err());
         table
     }
 

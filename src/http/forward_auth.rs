@@ -18,6 +18,8 @@ use crate::decision::{AccessRequest, DecisionError, ResourceRef};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
 use crate::http::check::{authenticate, guarded};
+use crate::principal::PrincipalError;
+use crate::resources::ResourceError;
 
 /// The endpoint's path; Envoy appends the original path to it.
 pub const PATH: &str = "/v1/forward-auth";
@@ -94,9 +96,16 @@ async fn decide(request: &HttpRequest, state: &AppState, started: Instant) -> Re
         }
     };
     let principal = authenticate(request, state).await?;
+    let attributes = match state.resources.attributes(&resource_type, &resource_id).await {
+        Ok(attributes) => attributes.map(|attributes| (*attributes).clone()).unwrap_or_default(),
+        Err(err @ ResourceError::NotFound { .. }) => return Ok(forbidden(&err.to_string())),
+        Err(ResourceError::DatabaseUnavailable(message)) => {
+            return Err(PrincipalError::DatabaseUnavailable(message).into());
+        }
+    };
     let ask = AccessRequest {
         action,
-        resource: ResourceRef { type_name: resource_type, id: resource_id, attributes: Map::new() },
+        resource: ResourceRef { type_name: resource_type, id: resource_id, attributes },
         context: Map::new(),
     };
     let decision = match decider.decide(&principal, &ask) {

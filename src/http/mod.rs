@@ -17,6 +17,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use crate::decision::reload::Policies;
 use crate::metrics::Metrics;
 use crate::principal::store::PrincipalStore;
+use crate::resources::ResourceStore;
 use crate::telemetry::DecisionLog;
 use crate::token::Verifier;
 
@@ -28,6 +29,8 @@ pub struct AppState {
     pub principals: Arc<PrincipalStore>,
     /// Stage 3: the policy set in force.
     pub policies: Arc<Policies>,
+    /// Resource attributes from SQL, for forward-auth.
+    pub resources: Arc<ResourceStore>,
     /// One line per decision.
     pub decision_log: DecisionLog,
     /// Prometheus registry.

@@ -18,6 +18,7 @@ use sqlx::Connection;
 use sqlx::postgres::PgListener;
 
 use crate::principal::store::PrincipalStore;
+use crate::resources::ResourceStore;
 
 /// The notification channel the PostgreSQL triggers announce on.
 pub const CHANNEL: &str = "poolgate_changes";
@@ -43,20 +44,42 @@ pub enum Change {
         /// Token id.
         key: String,
     },
+    /// A row behind a resource-attribute query; `pool` carries the resource type name.
+    Resource {
+        /// Resource type name.
+        pool: String,
+        /// Resource id.
+        key: String,
+    },
     /// Anything else: forget everything.
     Flush,
 }
 
 /// Follows the database's changes forever, evicting what they affect.
-pub async fn follow(database_url: String, poll_interval: Duration, store: Arc<PrincipalStore>) {
+pub async fn follow(database_url: String, poll_interval: Duration, caches: Caches) {
     if crate::db::is_sqlite(&database_url) {
-        poll_sqlite(&database_url, poll_interval, &store).await;
+        poll_sqlite(&database_url, poll_interval, &caches).await;
     } else {
-        listen_postgres(&database_url, &store).await;
+        listen_postgres(&database_url, &caches).await;
     }
 }
 
-async fn listen_postgres(url: &str, store: &PrincipalStore) {
+/// Every cache that mirrors the database.
+pub struct Caches {
+    /// Principal records and revocations.
+    pub principals: Arc<PrincipalStore>,
+    /// Resource attributes.
+    pub resources: Arc<ResourceStore>,
+}
+
+impl Caches {
+    fn flush(&self) {
+        self.principals.flush();
+        self.resources.flush();
+    }
+}
+
+async fn listen_postgres(url: &str, store: &Caches) {
     loop {
         let mut listener = match subscribe(url).await {
             Ok(listener) => listener,
@@ -92,10 +115,11 @@ async fn subscribe(url: &str) -> Result<PgListener, sqlx::Error> {
     Ok(listener)
 }
 
-async fn apply(store: &PrincipalStore, payload: &str) {
+async fn apply(store: &Caches, payload: &str) {
     match serde_json::from_str::<Change>(payload) {
-        Ok(Change::Principal { pool, key }) => store.evict_principal(&pool, &key).await,
-        Ok(Change::Revocation { pool, key }) => store.evict_revocation(&pool, &key).await,
+        Ok(Change::Principal { pool, key }) => store.principals.evict_principal(&pool, &key).await,
+        Ok(Change::Revocation { pool, key }) => store.principals.evict_revocation(&pool, &key).await,
+        Ok(Change::Resource { pool, key }) => store.resources.evict(&pool, &key).await,
         Ok(Change::Flush) => store.flush(),
         Err(err) => {
             tracing::warn!(error = %err, "unreadable change notification; flushing caches");
@@ -104,7 +128,7 @@ async fn apply(store: &PrincipalStore, payload: &str) {
     }
 }
 
-async fn poll_sqlite(url: &str, interval: Duration, store: &PrincipalStore) {
+async fn poll_sqlite(url: &str, interval: Duration, store: &Caches) {
     loop {
         let mut connection = match sqlx::AnyConnection::connect(url).await {
             Ok(connection) => connection,

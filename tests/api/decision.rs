@@ -421,7 +421,7 @@ async fn a_forbid_that_errors_turns_the_answer_into_deny() {
 
 #[tokio::test]
 async fn the_shipped_policies_validate_against_the_schema() {
-    let bundle = poolgate::decision::policies::load(&repo_path("policies"));
+    let bundle = poolgate::decision::policies::load(&repo_path("policies"), &Default::default());
     assert!(bundle.is_ok(), "{}", bundle.err().map(|e| e.to_string()).unwrap_or_default());
 }
 

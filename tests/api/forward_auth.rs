@@ -224,3 +224,55 @@ fn which_nginx() -> Result<String, ()> {
         .map(|p| p.to_string())
         .ok_or(())
 }
+
+#[tokio::test]
+async fn resource_attributes_come_from_the_configured_query_and_follow_changes() {
+    for backend in crate::helpers::backends() {
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(repo_path("policies")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        std::fs::write(
+            dir.path().join("routes.toml"),
+            "[[route]]\nmethods = [\"PATCH\"]\npath = \"/stock/{sku}\"\nid = \"sku\"\naction = \"update\"\nresource = \"Stock\"\n",
+        )
+        .unwrap();
+        let policies = dir.path().display().to_string();
+        // Without a query for `Stock`, the route cannot be decided: refused at start-up.
+        let issuer = crate::fake_issuer::FakeIssuer::start();
+        let db = crate::helpers::TestDatabase::create(&backend).await;
+        let mut config = crate::helpers::base_config(&issuer, &db.url);
+        crate::helpers::set(&mut config, &["policies", "dir"], policies.clone());
+        crate::helpers::set(&mut config, &["cache", "flags_ttl"], "1h");
+        let error = crate::helpers::try_spawn_app(&config).await.err().map(|e| format!("{e:#}")).unwrap_or_default();
+        assert!(error.contains("resources.Stock.query"), "{error}");
+
+        crate::helpers::set(&mut config, &["resources", "Stock", "query"], "SELECT org_id FROM stock WHERE sku = $1");
+        let app = crate::helpers::spawn_app(&config).await;
+        db.execute("CREATE TABLE stock (sku TEXT PRIMARY KEY, org_id TEXT NOT NULL)").await;
+        if matches!(backend, crate::helpers::Backend::Postgres(_)) {
+            db.execute("CREATE TRIGGER stock_notify AFTER INSERT OR UPDATE OR DELETE ON stock FOR EACH ROW EXECUTE FUNCTION poolgate_notify_resource('Stock', 'sku')").await;
+        }
+        db.execute("INSERT INTO stock (sku, org_id) VALUES ('sku-1', 'o1'), ('sku-2', 'o2')").await;
+        db.execute("INSERT INTO principal_flags (pool, subject, flag) VALUES ('merchant', 'mia', 'can_manage_stock')")
+            .await;
+        let mia = issuer.token("merchant", "mia", &["merchant"], json!({ "custom:org_id": "o1" }));
+        let patch = |sku: &str| {
+            let request = app.client.patch(format!("{}/v1/forward-auth/stock/{sku}", app.address)).bearer_auth(&mia);
+            async move { read(request.send().await.unwrap()).await }
+        };
+        assert_eq!(patch("sku-1").await.status, 200, "{backend:?}");
+        assert_eq!(patch("sku-2").await.status, 403, "{backend:?}: another org's stock");
+        assert_eq!(patch("sku-404").await.status, 403, "{backend:?}: no such row");
+
+        db.execute("UPDATE stock SET org_id = 'o2' WHERE sku = 'sku-1'").await;
+        let started = std::time::Instant::now();
+        while patch("sku-1").await.status != 403 {
+            assert!(started.elapsed() < Duration::from_secs(1), "{backend:?}: the change did not arrive");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Resource attributes from SQL, for forward-auth: a proxied request names a resource by its
+//! path but carries none of its attributes (a stock item's `org_id`), so an operator configures
+//! one parameterized query per resource type (`resources.Stock.query`, `$1` = the id).
+//!
+//! The request never supplies SQL, only the bound id. Results are cached like principal
+//! records: bounded, at most `cache.flags_ttl` old, flushed with the other caches when
+//! `principal/coherence.rs` sees a change, and evicted exactly on PostgreSQL when the operator
+//! attaches `poolgate_notify_resource` to the table. A failed query is an error, never "no
+//! attributes".
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use moka::future::Cache;
+use serde_json::{Map, Value};
+use sqlx::{AnyPool, Column, Row};
+
+use crate::config::CacheSettings;
+
+/// Why attributes could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    /// The query found no row for the id.
+    #[error("no `{type_name}` with id `{id}`")]
+    NotFound {
+        /// Resource type.
+        type_name: String,
+        /// Resource id.
+        id: String,
+    },
+    /// The query failed.
+    #[error("database unavailable: {0}")]
+    DatabaseUnavailable(String),
+}
+
+/// Cached runner of the configured attribute queries.
+pub struct ResourceStore {
+    db: AnyPool,
+    queries: BTreeMap<String, String>,
+    cache: Cache<(String, String), Option<Arc<Map<String, Value>>>>,
+}
+
+impl ResourceStore {
+    /// A store running `queries` (type name → SQL) against `db`.
+    pub fn new(db: AnyPool, queries: BTreeMap<String, String>, settings: &CacheSettings) -> Self {
+        let cache = Cache::builder().max_capacity(settings.flags_capacity).time_to_live(settings.flags_ttl).build();
+        Self { db, queries, cache }
+    }
+
+    /// The attributes of resource `id` of `type_name`; `Ok(None)` when no query is configured
+    /// for the type.
+    pub async fn attributes(
+        &self,
+        type_name: &str,
+        id: &str,
+    ) -> Result<Option<Arc<Map<String, Value>>>, ResourceError> {
+        let Some(query) = self.queries.get(type_name) else {
+            return Ok(None);
+        };
+        let found = self
+            .cache
+            .try_get_with((type_name.to_owned(), id.to_owned()), self.run(query, id))
+            .await
+            .map_err(|err| ResourceError::DatabaseUnavailable(err.to_string()))?;
+        match found {
+            Some(attributes) => Ok(Some(attributes)),
+            None => Err(ResourceError::NotFound { type_name: type_name.to_owned(), id: id.to_owned() }),
+        }
+    }
+
+    async fn run(&self, query: &str, id: &str) -> Result<Option<Arc<Map<String, Value>>>, sqlx::Error> {
+        let Some(row) = sqlx::query(query).bind(id).fetch_optional(&self.db).await? else {
+            return Ok(None);
+        };
+        let mut attributes = Map::new();
+        for (index, column) in row.columns().iter().enumerate() {
+            // The `Any` driver knows no column types up front: try the ones Cedar can hold.
+            let value = if let Ok(value) = row.try_get::<Option<String>, _>(index) {
+                value.map(Value::String)
+            } else if let Ok(value) = row.try_get::<Option<i64>, _>(index) {
+                value.map(Value::from)
+            } else if let Ok(value) = row.try_get::<Option<bool>, _>(index) {
+                value.map(Value::Bool)
+            } else {
+                row.try_get::<Option<i32>, _>(index)?.map(Value::from)
+            };
+            if let Some(value) = value {
+                attributes.insert(column.name().to_owned(), value);
+            }
+        }
+        Ok(Some(Arc::new(attributes)))
+    }
+
+    /// Forgets the cached attributes of one resource.
+    pub async fn evict(&self, type_name: &str, id: &str) {
+        self.cache.invalidate(&(type_name.to_owned(), id.to_owned())).await;
+    }
+
+    /// Forgets everything.
+    pub fn flush(&self) {
+        self.cache.invalidate_all();
+    }
+}
