@@ -33,11 +33,14 @@ pub enum ResourceError {
     DatabaseUnavailable(String),
 }
 
+/// A resource's attributes; `None` when the query found no row.
+type Found = Option<Arc<Map<String, Value>>>;
+
 /// Cached runner of the configured attribute queries.
 pub struct ResourceStore {
     db: AnyPool,
     queries: BTreeMap<String, String>,
-    cache: Cache<(String, String), Option<Arc<Map<String, Value>>>>,
+    cache: Cache<(String, String), Found>,
 }
 
 impl ResourceStore {
@@ -68,7 +71,7 @@ impl ResourceStore {
         }
     }
 
-    async fn run(&self, query: &str, id: &str) -> Result<Option<Arc<Map<String, Value>>>, sqlx::Error> {
+    async fn run(&self, query: &str, id: &str) -> Result<Found, sqlx::Error> {
         let Some(row) = sqlx::query(query).bind(id).fetch_optional(&self.db).await? else {
             return Ok(None);
         };
