@@ -31,6 +31,13 @@ pub enum ApiError {
     /// The request body is larger than `server.max_body_bytes` (`413`).
     #[error("the request body is larger than {0} bytes")]
     BodyTooLarge(usize),
+    /// The request's headers are too many or too large (`431`).
+    #[error(
+        "the request headers exceed {} headers or {} bytes",
+        crate::http::MAX_HEADERS,
+        crate::http::MAX_HEADER_BYTES
+    )]
+    HeadersTooLarge,
     /// The answer took longer than `server.request_timeout` (`503`).
     #[error("the request took too long")]
     Timeout,
@@ -58,6 +65,7 @@ impl ApiError {
             ApiError::Decision(DecisionError::PrincipalSchema(_)) => "internal_error",
             ApiError::BodyTooLarge(_) => "payload_too_large",
             ApiError::Timeout => "timeout",
+            ApiError::HeadersTooLarge => "headers_too_large",
         }
     }
 
@@ -82,6 +90,7 @@ impl ResponseError for ApiError {
             }
             ApiError::Decision(DecisionError::PrincipalSchema(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 

@@ -11,6 +11,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tracing_actix_web::TracingLogger;
@@ -123,7 +124,8 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
             .configure(http::routes)
             .split_for_parts();
         let document = Document(api.to_json().unwrap_or_default());
-        app.wrap(TracingLogger::default())
+        app.wrap(from_fn(http::limit_headers))
+            .wrap(TracingLogger::default())
             .app_data(web::Data::new(document))
             .route("/openapi.json", web::get().to(openapi::openapi_json))
     })

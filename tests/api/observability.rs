@@ -79,3 +79,26 @@ async fn the_openapi_document_lists_exactly_the_served_routes() {
         }
     }
 }
+
+#[tokio::test]
+async fn oversized_headers_are_refused_before_any_handler_runs() {
+    let world = World::start().await;
+    let huge = "a".repeat(64 * 1024);
+    let status = world
+        .app
+        .client
+        .post(format!("{}/v1/check", world.app.address))
+        .header("X-Padding", huge)
+        .body("{}")
+        .send()
+        .await
+        .map(|response| response.status().as_u16())
+        .unwrap_or(0);
+    assert_eq!(status, 431);
+    let many = (0..80).fold(world.app.client.get(format!("{}/healthz", world.app.address)), |request, n| {
+        request.header(format!("x-h{n}"), "v")
+    });
+    let answer = crate::helpers::read(many.send().await.unwrap()).await;
+    assert_eq!((answer.status.as_u16(), answer.outcome()), (431, "headers_too_large"));
+    assert_eq!(world.app.get("/healthz").await.status, 200, "the server keeps serving");
+}
