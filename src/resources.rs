@@ -78,14 +78,18 @@ impl ResourceStore {
         let mut attributes = Map::new();
         for (index, column) in row.columns().iter().enumerate() {
             // The `Any` driver knows no column types up front: try the ones Cedar can hold.
+            // A column of any other type is left out, so a policy that needs it fails closed.
             let value = if let Ok(value) = row.try_get::<Option<String>, _>(index) {
                 value.map(Value::String)
             } else if let Ok(value) = row.try_get::<Option<i64>, _>(index) {
                 value.map(Value::from)
+            } else if let Ok(value) = row.try_get::<Option<i32>, _>(index) {
+                value.map(Value::from)
             } else if let Ok(value) = row.try_get::<Option<bool>, _>(index) {
                 value.map(Value::Bool)
             } else {
-                row.try_get::<Option<i32>, _>(index)?.map(Value::from)
+                tracing::warn!(column = column.name(), "resource column of an unsupported type left out");
+                None
             };
             if let Some(value) = value {
                 attributes.insert(column.name().to_owned(), value);

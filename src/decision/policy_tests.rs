@@ -120,7 +120,14 @@ fn run_case(case: &Case, decider: &Decider, pools: &[PoolSettings]) -> Result<(b
         AccessRequest { action: case.action.clone(), resource: case.resource.clone(), context: case.context.clone() };
     let decision = decider.decide(&principal, &ask).map_err(|err| err.to_string())?;
     let got = if decision.allow { Expected::Allow } else { Expected::Deny };
-    let policies_match = case.policies.as_ref().is_none_or(|expected| *expected == decision.determining_policies);
+    // Cedar reports determining policies in no promised order.
+    let sorted = |ids: &[String]| {
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids
+    };
+    let policies_match =
+        case.policies.as_ref().is_none_or(|expected| sorted(expected) == sorted(&decision.determining_policies));
     let detail = format!(
         "{} by [{}]{}",
         if decision.allow { "allow" } else { "deny" },

@@ -14,7 +14,7 @@ use actix_web::{HttpRequest, HttpResponse, route, web};
 use serde_json::{Map, json};
 
 use crate::decision::routes::{RouteError, Target};
-use crate::decision::{AccessRequest, DecisionError, ResourceRef};
+use crate::decision::{AccessRequest, DecisionError, ResourceRef, entities};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
 use crate::http::check::{authenticate, guarded};
@@ -96,9 +96,16 @@ async fn decide(request: &HttpRequest, state: &AppState, started: Instant) -> Re
         }
     };
     let principal = authenticate(request, state).await?;
+    // A type the token's pool does not have is denied before any query, and a missing row is
+    // an ordinary deny: a caller learns nothing about rows it may not see.
+    if let Err(DecisionError::InvalidRequest(message)) =
+        entities::resource_type(&principal.namespace, &resource_type, decider.schema())
+    {
+        return Ok(forbidden(&message));
+    }
     let attributes = match state.resources.attributes(&resource_type, &resource_id).await {
         Ok(attributes) => attributes.map(|attributes| (*attributes).clone()).unwrap_or_default(),
-        Err(err @ ResourceError::NotFound { .. }) => return Ok(forbidden(&err.to_string())),
+        Err(ResourceError::NotFound { .. }) => return Ok(forbidden("denied")),
         Err(ResourceError::DatabaseUnavailable(message)) => {
             return Err(PrincipalError::DatabaseUnavailable(message).into());
         }

@@ -88,12 +88,7 @@ async fn unmatched_non_canonical_and_foreign_routes_are_denied_and_public_ones_n
 #[tokio::test]
 async fn an_invalid_route_table_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(repo_path("policies")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    crate::helpers::copy_policies(dir.path());
     std::fs::write(
         dir.path().join("routes.toml"),
         "[[route]]\nmethods = [\"GET\"]\npath = \"/x/{id}\"\naction = \"fly\"\nresource = \"Account\"\n",
@@ -229,12 +224,7 @@ fn which_nginx() -> Result<String, ()> {
 async fn resource_attributes_come_from_the_configured_query_and_follow_changes() {
     for backend in crate::helpers::backends() {
         let dir = tempfile::tempdir().unwrap();
-        for entry in std::fs::read_dir(repo_path("policies")).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_file() {
-                std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-            }
-        }
+        crate::helpers::copy_policies(dir.path());
         std::fs::write(
             dir.path().join("routes.toml"),
             "[[route]]\nmethods = [\"PATCH\"]\npath = \"/stock/{sku}\"\nid = \"sku\"\naction = \"update\"\nresource = \"Stock\"\n",

@@ -155,6 +155,16 @@ pub fn base_config(issuer: &FakeIssuer, database_url: &str) -> Table {
     config
 }
 
+/// Copies the repository's policy files (not `policies/tests`) into `dir`.
+pub fn copy_policies(dir: &Path) {
+    for entry in std::fs::read_dir(repo_path("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
 /// A path inside the repository.
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)

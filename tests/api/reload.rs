@@ -1,21 +1,11 @@
 //! Hot reload: a valid change to `policies/` takes effect without a restart, an invalid one
 //! keeps the old set serving, and `SIGHUP` reloads a process whose file watching is off.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, ProcessApp, TestApp, TestDatabase, World, ask, base_config, repo_path, set};
-
-fn copy_policies(dir: &Path) {
-    for entry in std::fs::read_dir(repo_path("policies")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
-        }
-    }
-}
+use crate::helpers::{Backend, ProcessApp, TestApp, TestDatabase, World, ask, base_config, copy_policies, set};
 
 /// Wallet reads now also need the `can_read` flag.
 const STRICTER_WALLET: &str = r#"
@@ -93,7 +83,7 @@ async fn sighup_reloads_the_policies() {
 }
 
 #[tokio::test]
-async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
+async fn sigterm_stops_the_server_with_exit_code_zero() {
     let issuer = crate::fake_issuer::FakeIssuer::start();
     let db = TestDatabase::create(&Backend::Sqlite).await;
     let mut process = ProcessApp::start(&base_config(&issuer, &db.url)).await;

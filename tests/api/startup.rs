@@ -7,16 +7,9 @@ use serde_json::json;
 use toml::Table;
 
 use crate::fake_issuer::FakeIssuer;
-use crate::helpers::{Backend, TestDatabase, World, ask, backends, base_config, repo_path, set, try_spawn_app};
-
-fn copy_policies(dir: &std::path::Path) {
-    for entry in std::fs::read_dir(repo_path("policies")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
-        }
-    }
-}
+use crate::helpers::{
+    Backend, TestDatabase, World, ask, backends, base_config, copy_policies, repo_path, set, try_spawn_app,
+};
 
 async fn start_error(edit: impl FnOnce(&mut Table)) -> String {
     let issuer = FakeIssuer::start();
