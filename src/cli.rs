@@ -173,7 +173,8 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             let decider = Decider::load(&PolicySources::from(&settings))?;
             let metrics = Arc::new(Metrics::new()?);
             let jwks = Jwks::new(&settings.jwks, &settings.pools, Arc::clone(&metrics))?;
-            let verifier = Verifier::new(settings.pools.iter().cloned().map(Pool::new).map(Arc::new).collect(), jwks);
+            let pools = settings.pools.iter().cloned().map(Pool::new).map(Arc::new).collect();
+            let verifier = Verifier::new(pools, jwks, &settings.cache);
             verifier.jwks().refresh_all().await;
             let verified = match &id_token {
                 Some(id_token) => verifier.verify_pair(&token, id_token).await,

@@ -115,6 +115,9 @@ struct RawCache {
     #[serde(with = "humantime_serde")]
     flags_ttl: Duration,
     flags_capacity: u64,
+    #[serde(with = "humantime_serde")]
+    tokens_ttl: Duration,
+    tokens_capacity: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -263,6 +266,10 @@ pub struct CacheSettings {
     pub flags_ttl: Duration,
     /// How many principals the cache holds at most.
     pub flags_capacity: u64,
+    /// How long a verified token is reused at most (its `exp` is checked on every use anyway).
+    pub tokens_ttl: Duration,
+    /// How many verified tokens the cache holds at most.
+    pub tokens_capacity: u64,
 }
 
 /// Log format and filter.
@@ -430,7 +437,12 @@ impl RawSettings {
                 unknown_kid_cooldown: self.jwks.unknown_kid_cooldown,
                 max_stale: self.jwks.max_stale,
             },
-            cache: CacheSettings { flags_ttl: self.cache.flags_ttl, flags_capacity: self.cache.flags_capacity },
+            cache: CacheSettings {
+                flags_ttl: self.cache.flags_ttl,
+                flags_capacity: self.cache.flags_capacity,
+                tokens_ttl: self.cache.tokens_ttl,
+                tokens_capacity: self.cache.tokens_capacity,
+            },
             log: LogSettings { format: self.log.format, filter: self.log.filter },
             decision_log: DecisionLogSettings {
                 enabled: self.decision_log.enabled,

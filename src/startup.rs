@@ -68,7 +68,7 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
     let jwks =
         Jwks::new(&settings.jwks, &settings.pools, Arc::clone(&metrics)).context("cannot build the HTTP client")?;
     let pools = settings.pools.iter().cloned().map(Pool::new).map(Arc::new).collect();
-    let verifier = Verifier::new(pools, jwks);
+    let verifier = Verifier::new(pools, jwks, &settings.cache);
     verifier.jwks().refresh_all().await;
 
     let resources = Arc::new(ResourceStore::new(db.clone(), settings.resource_queries.clone(), &settings.cache));

@@ -77,7 +77,7 @@ fn admit(token: &VerifiedToken, record: &PrincipalRecord) -> Result<(), Principa
     }
     if let Some(valid_after) = record.tokens_valid_after {
         // A token that cannot say when its sign-in happened predates every sign-out.
-        let signed_in_at = token.claims.signed_in_at.unwrap_or(f64::NEG_INFINITY);
+        let signed_in_at = token.claims.times.signed_in_at.unwrap_or(f64::NEG_INFINITY);
         if signed_in_at < valid_after as f64 {
             return Err(PrincipalError::Revoked);
         }

@@ -29,47 +29,68 @@ pub struct VerifiedClaims {
     pub scopes: Vec<String>,
     /// Mapped principal attributes (attribute name, claim value) present in the token.
     pub attributes: Vec<(String, String)>,
-    /// When the user signed in: `auth_time`, else `iat` (epoch seconds).
-    pub signed_in_at: Option<f64>,
+    /// The token's time claims, checked again whenever a cached verification is reused.
+    pub times: Times,
     /// `origin_jti`: shared by the ID and access token of one sign-in.
     pub origin_jti: Option<String>,
     /// `jti` and `origin_jti` of the presented token(s): revoking any of them rejects the request.
     pub token_ids: Vec<String>,
 }
 
-/// Checks time, `token_use`, client and subject claims against the pool's rules; `accepted`
-/// lists the kinds of token acceptable in this position (the pool's `token_use` for a bearer).
-pub fn check(pool: &Pool, claims: &Map<String, Value>, accepted: &[TokenUse]) -> Result<VerifiedClaims, TokenError> {
+/// The time claims of a token, in epoch seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Times {
+    /// `exp`.
+    pub exp: f64,
+    /// `nbf`, when present.
+    pub nbf: Option<f64>,
+    /// `iat`, when present.
+    pub iat: Option<f64>,
+    /// When the user signed in: `auth_time`, else `iat`.
+    pub signed_in_at: Option<f64>,
+}
+
+/// Checks `exp`, `nbf`, `iat` (with the pool's leeway) and `max_token_age` against the clock now.
+pub fn check_times(pool: &Pool, times: &Times) -> Result<(), TokenError> {
     let settings = pool.settings();
     let now = now_secs();
     let leeway = settings.leeway.as_secs_f64();
-    let exp = number(claims, "exp")?.ok_or_else(|| TokenError::InvalidClaims("`exp` is required".into()))?;
-    if now >= exp + leeway {
+    if now >= times.exp + leeway {
         return Err(TokenError::Expired);
     }
-    if let Some(nbf) = number(claims, "nbf")?
-        && nbf > now + leeway
-    {
+    if times.nbf.is_some_and(|nbf| nbf > now + leeway) {
         return Err(TokenError::NotYetValid);
     }
-    if let Some(iat) = number(claims, "iat")?
-        && iat > now + leeway
-    {
+    if times.iat.is_some_and(|iat| iat > now + leeway) {
         return Err(TokenError::IssuedInFuture);
     }
-    if !claims.get("iss").and_then(Value::as_str).is_some_and(|iss| settings.accepts_issuer(iss)) {
-        return Err(TokenError::UnknownIssuer);
-    }
-    let signed_in_at = match number(claims, "auth_time")? {
-        Some(auth_time) => Some(auth_time),
-        None => number(claims, "iat")?,
-    };
     if let Some(max_age) = settings.max_token_age {
-        let signed_in_at = signed_in_at
+        let signed_in_at = times
+            .signed_in_at
             .ok_or_else(|| TokenError::InvalidClaims("`auth_time` or `iat` is required by max_token_age".into()))?;
         if now - signed_in_at > max_age.as_secs_f64() {
             return Err(TokenError::TooOld);
         }
+    }
+    Ok(())
+}
+
+/// Checks time, `token_use`, client and subject claims against the pool's rules; `accepted`
+/// lists the kinds of token acceptable in this position (the pool's `token_use` for a bearer).
+pub fn check(pool: &Pool, claims: &Map<String, Value>, accepted: &[TokenUse]) -> Result<VerifiedClaims, TokenError> {
+    let settings = pool.settings();
+    let times = Times {
+        exp: number(claims, "exp")?.ok_or_else(|| TokenError::InvalidClaims("`exp` is required".into()))?,
+        nbf: number(claims, "nbf")?,
+        iat: number(claims, "iat")?,
+        signed_in_at: match number(claims, "auth_time")? {
+            Some(auth_time) => Some(auth_time),
+            None => number(claims, "iat")?,
+        },
+    };
+    check_times(pool, &times)?;
+    if !claims.get("iss").and_then(Value::as_str).is_some_and(|iss| settings.accepts_issuer(iss)) {
+        return Err(TokenError::UnknownIssuer);
     }
     let token_use = match string(claims, "token_use")? {
         Some("id") => TokenUse::Id,
@@ -121,7 +142,7 @@ pub fn check(pool: &Pool, claims: &Map<String, Value>, accepted: &[TokenUse]) ->
         email: string(claims, "email")?.map(str::to_owned),
         scopes,
         attributes,
-        signed_in_at,
+        times,
         origin_jti,
         token_ids,
     })

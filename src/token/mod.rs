@@ -5,6 +5,12 @@
 //! [`jwks`] (that pool's key for the `kid`) → signature check by `jsonwebtoken` with the rules
 //! of [`pool`] → [`claims`] (time, `token_use`, client, subject). Only a [`VerifiedToken`] can
 //! come out, and the principal can only be built from one.
+//!
+//! A verified token is cached under a SHA-256 of its pool, its position and its whole text, so
+//! a repeated token skips the RSA work. A hit is only reused while the pool still serves the
+//! very key that verified it (a rotated-out key stops its tokens at the next key refresh), and
+//! its time claims are checked again on every hit; revocation and disabling are stage 2's and
+//! apply to every request either way.
 
 pub mod bearer;
 pub mod claims;
@@ -15,9 +21,12 @@ pub mod pool;
 
 use std::sync::Arc;
 
+use jsonwebtoken::DecodingKey;
+use moka::future::Cache;
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
-use crate::config::TokenUse;
+use crate::config::{CacheSettings, TokenUse};
 pub use crate::token::claims::VerifiedClaims;
 use crate::token::issuer::Issuers;
 use crate::token::jwks::Jwks;
@@ -116,16 +125,26 @@ pub struct VerifiedToken {
     pub claims: VerifiedClaims,
 }
 
-/// Issuer registry plus key store: everything needed to verify a token.
+/// A verification worth reusing, and the key that made it.
+struct Verified {
+    token: VerifiedToken,
+    key: Arc<DecodingKey>,
+}
+
+/// Issuer registry, key store and verified-token cache: everything needed to verify a token.
 pub struct Verifier {
     issuers: Issuers,
     jwks: Jwks,
+    verified: Cache<[u8; 32], Arc<Verified>>,
 }
 
 impl Verifier {
-    /// Combines the trusted pools and their key store.
-    pub fn new(pools: Vec<Arc<Pool>>, jwks: Jwks) -> Self {
-        Self { issuers: Issuers::new(pools), jwks }
+    /// Combines the trusted pools, their key store and a verified-token cache bounded by
+    /// `cache.tokens_capacity` and `cache.tokens_ttl`.
+    pub fn new(pools: Vec<Arc<Pool>>, jwks: Jwks, settings: &CacheSettings) -> Self {
+        let verified =
+            Cache::builder().max_capacity(settings.tokens_capacity).time_to_live(settings.tokens_ttl).build();
+        Self { issuers: Issuers::new(pools), jwks, verified }
     }
 
     /// Verifies a bearer token of any kind its pool's `token_use` accepts.
@@ -171,6 +190,13 @@ impl Verifier {
         let unverified = header::inspect(token)?;
         let pool = self.issuers.route(&unverified.iss).ok_or(TokenError::UnknownIssuer)?;
         let key = self.jwks.key(pool.name(), &unverified.kid).await?;
+        let cache_key = cache_key(pool.name(), only, token);
+        if let Some(hit) = self.verified.get(&cache_key).await
+            && Arc::ptr_eq(&hit.key, &key)
+        {
+            claims::check_times(pool, &hit.token.claims.times)?;
+            return Ok(hit.token.clone());
+        }
         let decoded = jsonwebtoken::decode::<Map<String, Value>>(token, &key, pool.validation()).map_err(|err| {
             use jsonwebtoken::errors::ErrorKind;
             match err.kind() {
@@ -191,7 +217,9 @@ impl Verifier {
             Some(TokenUse::Id) => &[TokenUse::Id],
         };
         let claims = claims::check(pool, &decoded.claims, accepted)?;
-        Ok(VerifiedToken { pool: Arc::clone(pool), claims })
+        let verified = VerifiedToken { pool: Arc::clone(pool), claims };
+        self.verified.insert(cache_key, Arc::new(Verified { token: verified.clone(), key })).await;
+        Ok(verified)
     }
 
     /// The key store, for start-up fetching, background refresh and readiness.
@@ -203,4 +231,21 @@ impl Verifier {
     pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
         self.issuers.pools()
     }
+}
+
+/// The verified-token cache key: pool, the position the token was checked for, and the token.
+fn cache_key(pool: &str, only: Option<TokenUse>, token: &str) -> [u8; 32] {
+    let position: &[u8] = match only {
+        None => b"bearer",
+        Some(TokenUse::Access) => b"pair-access",
+        Some(TokenUse::Id) => b"pair-id",
+    };
+    Sha256::new()
+        .chain_update(pool)
+        .chain_update([0])
+        .chain_update(position)
+        .chain_update([0])
+        .chain_update(token)
+        .finalize()
+        .into()
 }

@@ -161,3 +161,15 @@ async fn a_request_that_outlives_the_request_timeout_is_answered_503() {
     assert_eq!((answer.status.as_u16(), answer.outcome()), (503, "timeout"), "{}", answer.body);
     assert!(asked.elapsed() < Duration::from_secs(2), "answered after {:?}", asked.elapsed());
 }
+
+#[tokio::test]
+async fn a_cached_token_stops_working_once_its_key_is_rotated_out() {
+    let world = World::start_with(&Backend::Sqlite, |config| set(config, &["jwks", "refresh_interval"], "200ms")).await;
+    let token = world.issuer.token("wallet", "wil", &[], json!({}));
+    assert_eq!(world.app.check(&token, wallet_read()).await.outcome(), "allow");
+    assert_eq!(world.app.check(&token, wallet_read()).await.outcome(), "allow", "served from the cache");
+    world.issuer.publish("wallet", &["rotated"]);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let answer = world.app.check(&token, wallet_read()).await;
+    assert_eq!((answer.status.as_u16(), answer.outcome()), (401, "unknown_key"), "{}", answer.body);
+}

@@ -314,3 +314,14 @@ fn base64_url(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
+
+#[tokio::test]
+async fn a_cached_verification_still_expires_with_its_token() {
+    let world = World::start().await;
+    let mut claims = world.issuer.id_claims("wallet", "wil");
+    claims.insert("exp".into(), json!(now() + 2));
+    let token = world.issuer.sign("wallet", &claims);
+    assert_eq!(world.app.check(&token, wallet_read()).await.outcome(), "allow");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_rejected(&world.app.check(&token, wallet_read()).await, "token_expired", "cached, then expired");
+}
