@@ -62,11 +62,15 @@ pub fn resource_type(namespace: &str, type_name: &str, schema: &Schema) -> Resul
 }
 
 /// Builds the validated Cedar request and entities for `ask` by `principal`.
+///
+/// `actions` are the schema's action entities; `principal` was checked against the schema when
+/// it was built, and the resource is checked here, so joining them needs no further validation.
 pub fn cedar_input(
     principal: Entity,
     namespace: &str,
     ask: &AccessRequest,
     schema: &Schema,
+    actions: &Entities,
 ) -> Result<CedarInput, DecisionError> {
     let invalid = |message: String| DecisionError::InvalidRequest(message);
     let resource_type = resource_type(namespace, &ask.resource.type_name, schema)?;
@@ -89,7 +93,9 @@ pub fn cedar_input(
         .map_err(|err| invalid(format!("context does not match the schema: {err}")))?;
     let request = Request::new(principal.uid(), action, resource_uid, context, Some(schema))
         .map_err(|err| invalid(format!("request does not match the schema: {err}")))?;
-    let entities = Entities::from_entities([principal, resource], Some(schema))
+    let entities = actions
+        .clone()
+        .add_entities([principal, resource], None)
         .map_err(|err| invalid(format!("entities do not match the schema: {err}")))?;
     Ok(CedarInput { request, entities })
 }

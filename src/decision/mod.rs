@@ -15,7 +15,7 @@ pub mod routes;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cedar_policy::{Authorizer, Decision as CedarDecision, PolicySet, Schema};
+use cedar_policy::{Authorizer, Decision as CedarDecision, Entities, PolicySet, Schema};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -103,26 +103,33 @@ pub struct Decider {
     policies: PolicySet,
     routes: RouteTable,
     version: String,
+    /// The schema's action entities, built once: each request only adds its two entities.
+    actions: Entities,
     authorizer: Authorizer,
 }
 
 impl Decider {
     /// Wraps a validated policy bundle.
-    pub fn new(bundle: PolicyBundle) -> Self {
-        Self {
+    pub fn new(bundle: PolicyBundle) -> Result<Self, PolicyLoadError> {
+        let actions = bundle
+            .schema
+            .action_entities()
+            .map_err(|err| PolicyLoadError { problems: vec![format!("{}: {err}", policies::SCHEMA_FILE)] })?;
+        Ok(Self {
             schema: bundle.schema,
             policies: bundle.policies,
             routes: bundle.routes,
             version: bundle.version,
+            actions,
             authorizer: Authorizer::new(),
-        }
+        })
     }
 
     /// Loads the policies folder and checks that every pool's principal (with its mapped
     /// attributes) fits the schema; every problem is listed.
     pub fn load(sources: &PolicySources) -> Result<Self, PolicyLoadError> {
         let queried = sources.resource_queries.iter().cloned().collect();
-        let decider = Self::new(policies::load(&sources.dir, &queried)?);
+        let decider = Self::new(policies::load(&sources.dir, &queried)?)?;
         let mut problems = Vec::new();
         for pool in &sources.pools {
             let sample = Principal {
@@ -218,7 +225,7 @@ impl Decider {
         namespace: &str,
         ask: &AccessRequest,
     ) -> Result<Decision, DecisionError> {
-        let input = entities::cedar_input(principal, namespace, ask, &self.schema)?;
+        let input = entities::cedar_input(principal, namespace, ask, &self.schema, &self.actions)?;
         let response = self.authorizer.is_authorized(&input.request, &self.policies, &input.entities);
         let errors: Vec<String> = response.diagnostics().errors().map(ToString::to_string).collect();
         let allow = response.decision() == CedarDecision::Allow && errors.is_empty();

@@ -1,0 +1,140 @@
+//! In-process benchmarks of the decision path, stage by stage, each reported next to a baseline
+//! measured in the same run: one bare RS256 verification with jsonwebtoken, the physical cost
+//! every uncached token pays.
+//!
+//! `cargo bench --bench pipeline` prints criterion's estimates; compare each group's median to
+//! `baseline/rs256_verify`.
+#![allow(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "a benchmark that cannot set up should stop at the failing line"
+)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use poolgate::decision::{AccessRequest, Decider, PolicySources};
+use poolgate::dev::SigningKey;
+use poolgate::metrics::Metrics;
+use poolgate::principal::{self, store::PrincipalStore};
+use poolgate::token::Verifier;
+use poolgate::token::jwks::Jwks;
+use poolgate::token::pool::Pool;
+use serde_json::{Map, Value, json};
+
+struct Fixture {
+    runtime: tokio::runtime::Runtime,
+    key: SigningKey,
+    token: String,
+    decider: Decider,
+    store: PrincipalStore,
+    warm: Verifier,
+    cold: Verifier,
+    ask: AccessRequest,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture() -> Fixture {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = SigningKey::generate("bench-key").expect("key");
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, json!({ "keys": [key.jwk()] }).to_string()).expect("jwks");
+    let config = dir.path().join("poolgate.toml");
+    let toml = format!(
+        "[database]\nurl = \"sqlite://{}/bench.db\"\n[policies]\ndir = \"{}/policies\"\n\
+         [pools.merchant]\nissuer = \"https://bench/merchant\"\njwks_file = \"{}\"\ntoken_use = [\"id\"]\n\
+         client_ids = [\"c\"]\nattributes = {{ org_id = \"custom:org_id\" }}\n\
+         [pools.admin]\nissuer = \"https://bench/admin\"\njwks_file = \"{}\"\ntoken_use = [\"id\"]\nclient_ids = [\"c\"]\n\
+         [pools.wallet]\nissuer = \"https://bench/wallet\"\njwks_file = \"{}\"\ntoken_use = [\"id\"]\nclient_ids = [\"c\"]\n",
+        dir.path().display(),
+        env!("CARGO_MANIFEST_DIR"),
+        jwks.display(),
+        jwks.display(),
+        jwks.display()
+    );
+    std::fs::write(&config, toml).expect("config");
+    let settings = poolgate::config::load(Some(&config)).expect("settings");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let claims: Map<String, Value> = json!({
+        "iss": "https://bench/merchant", "sub": "mia", "aud": "c", "token_use": "id",
+        "iat": now, "exp": now + 3600, "cognito:groups": ["merchant"], "custom:org_id": "o1",
+    })
+    .as_object()
+    .cloned()
+    .expect("claims");
+    let token = key.sign(&claims).expect("token");
+    let decider = Decider::load(&PolicySources::from(&settings)).expect("policies");
+    let (store, warm, cold) = runtime.block_on(async {
+        let db = poolgate::db::connect(&settings.database).await.expect("db");
+        poolgate::db::migrate(&db, &settings.database).await.expect("migrate");
+        sqlx::query("INSERT INTO principal_flags (pool, subject, flag) VALUES ('merchant', 'mia', 'can_manage_stock')")
+            .execute(&db)
+            .await
+            .expect("grant");
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let store = PrincipalStore::new(db, &settings.cache, Arc::clone(&metrics));
+        let verifier = |capacity: u64| {
+            let mut cache = settings.cache.clone();
+            cache.tokens_capacity = capacity;
+            let jwks = Jwks::new(&settings.jwks, &settings.pools, Arc::clone(&metrics)).expect("jwks");
+            Verifier::new(settings.pools.iter().cloned().map(Pool::new).map(Arc::new).collect(), jwks, &cache)
+        };
+        let (warm, cold) = (verifier(settings.cache.tokens_capacity), verifier(0));
+        warm.jwks().refresh_all().await;
+        cold.jwks().refresh_all().await;
+        (store, warm, cold)
+    });
+    let ask: AccessRequest = serde_json::from_value(
+        json!({ "action": "update", "resource": { "type": "Stock", "id": "sku-1", "attributes": { "org_id": "o1" } } }),
+    )
+    .expect("ask");
+    Fixture { runtime, key, token, decider, store, warm, cold, ask, _dir: dir }
+}
+
+fn pipeline(c: &mut Criterion) {
+    let f = fixture();
+    let public =
+        DecodingKey::from_rsa_components(f.key.jwk()["n"].as_str().expect("n"), f.key.jwk()["e"].as_str().expect("e"))
+            .expect("public key");
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.validate_aud = false;
+    c.bench_function("baseline/rs256_verify", |b| {
+        b.iter(|| jsonwebtoken::decode::<Map<String, Value>>(black_box(&f.token), &public, &validation).expect("valid"))
+    });
+    c.bench_function("token/verify_uncached", |b| {
+        b.iter(|| f.runtime.block_on(f.cold.verify(black_box(&f.token))).expect("verified"))
+    });
+    c.bench_function("token/verify_cached", |b| {
+        b.iter(|| f.runtime.block_on(f.warm.verify(black_box(&f.token))).expect("verified"))
+    });
+    let verified = f.runtime.block_on(f.warm.verify(&f.token)).expect("verified");
+    c.bench_function("principal/resolve_warm", |b| {
+        b.iter(|| f.runtime.block_on(principal::resolve(&f.store, black_box(&verified))).expect("principal"))
+    });
+    let principal = f.runtime.block_on(principal::resolve(&f.store, &verified)).expect("principal");
+    c.bench_function("decision/cedar", |b| {
+        b.iter(|| {
+            let decision = f.decider.decide(black_box(&principal), black_box(&f.ask)).expect("decision");
+            assert!(decision.allow);
+        })
+    });
+    c.bench_function("check/whole_warm", |b| {
+        b.iter(|| {
+            f.runtime.block_on(async {
+                let token = f.warm.verify(black_box(&f.token)).await.expect("verified");
+                let principal = principal::resolve(&f.store, &token).await.expect("principal");
+                f.decider.decide(&principal, &f.ask).expect("decision")
+            })
+        })
+    });
+    let batch: Vec<AccessRequest> = (0..100).map(|_| f.ask.clone()).collect();
+    c.bench_function("decision/batch_100", |b| {
+        b.iter(|| f.decider.decide_all(black_box(&principal), black_box(&batch)).expect("decisions"))
+    });
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);
