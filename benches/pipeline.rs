@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use poolgate::decision::{AccessRequest, Decider, PolicySources};
+use poolgate::decision::{AccessRequest, Decider, PolicySources, entities};
 use poolgate::dev::SigningKey;
 use poolgate::metrics::Metrics;
 use poolgate::principal::{self, store::PrincipalStore};
@@ -115,6 +115,18 @@ fn pipeline(c: &mut Criterion) {
         b.iter(|| f.runtime.block_on(principal::resolve(&f.store, black_box(&verified))).expect("principal"))
     });
     let principal = f.runtime.block_on(principal::resolve(&f.store, &verified)).expect("principal");
+    let schema = f.decider.schema();
+    c.bench_function("decision/principal_entity", |b| {
+        b.iter(|| entities::principal_entity(black_box(&principal)).expect("entity"))
+    });
+    let entity = entities::principal_entity(&principal).expect("entity");
+    let actions = schema.action_entities().expect("actions");
+    c.bench_function("decision/cedar_input", |b| {
+        b.iter(|| {
+            entities::cedar_input(entity.clone(), &principal.namespace, black_box(&f.ask), schema, &actions)
+                .expect("input")
+        })
+    });
     c.bench_function("decision/cedar", |b| {
         b.iter(|| {
             let decision = f.decider.decide(black_box(&principal), black_box(&f.ask)).expect("decision");

@@ -143,7 +143,7 @@ impl Decider {
                 attributes: pool.attributes.iter().map(|(name, _)| (name.clone(), "sample".into())).collect(),
                 flags: Arc::from(vec!["sample".to_owned()]),
             };
-            if let Err(err) = entities::principal_entity(&sample, &decider.schema) {
+            if let Err(err) = entities::check_principal_shape(&sample, &decider.schema) {
                 problems.push(format!("pools.{}: {err}", pool.name));
             }
         }
@@ -167,13 +167,13 @@ impl Decider {
 
     /// Decides one access question.
     pub fn decide(&self, principal: &Principal, ask: &AccessRequest) -> Result<Decision, DecisionError> {
-        let entity = entities::principal_entity(principal, &self.schema)?;
+        let entity = entities::principal_entity(principal)?;
         self.decide_for_entity(entity, &principal.namespace, ask)
     }
 
     /// Decides several questions for one principal, in order; the first invalid one fails all.
     pub fn decide_all(&self, principal: &Principal, asks: &[AccessRequest]) -> Result<Vec<Decision>, DecisionError> {
-        let entity = entities::principal_entity(principal, &self.schema)?;
+        let entity = entities::principal_entity(principal)?;
         asks.iter()
             .enumerate()
             .map(|(index, ask)| {
@@ -196,7 +196,7 @@ impl Decider {
         resource: &ResourceRef,
         context: &Map<String, Value>,
     ) -> Result<Vec<String>, DecisionError> {
-        let entity = entities::principal_entity(principal, &self.schema)?;
+        let entity = entities::principal_entity(principal)?;
         let resource_type = entities::resource_type(&principal.namespace, &resource.type_name, &self.schema)?;
         let candidates: Vec<String> = self
             .schema
