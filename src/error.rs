@@ -61,7 +61,8 @@ impl ApiError {
             ApiError::Principal(PrincipalError::Revoked) => "token_revoked",
             ApiError::Principal(PrincipalError::NotRegistered) => "principal_not_registered",
             ApiError::Principal(PrincipalError::DatabaseUnavailable(_)) => "database_unavailable",
-            ApiError::Decision(DecisionError::InvalidRequest(_)) | ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::Decision(DecisionError::InvalidRequest(_) | DecisionError::InvalidContext(_))
+            | ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::Decision(DecisionError::PrincipalSchema(_)) => "internal_error",
             ApiError::BodyTooLarge(_) => "payload_too_large",
             ApiError::Timeout => "timeout",
@@ -85,9 +86,8 @@ impl ResponseError for ApiError {
             | ApiError::Principal(PrincipalError::DatabaseUnavailable(_))
             | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Token(_) | ApiError::Principal(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Decision(DecisionError::InvalidRequest(_)) | ApiError::InvalidRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::Decision(DecisionError::InvalidRequest(_) | DecisionError::InvalidContext(_))
+            | ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Decision(DecisionError::PrincipalSchema(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,

@@ -5,7 +5,7 @@
 //! The request never supplies SQL, only the bound id. Results are cached like principal
 //! records: bounded, at most `cache.flags_ttl` old, flushed with the other caches when
 //! `principal/coherence.rs` sees a change, and evicted exactly on PostgreSQL when the operator
-//! attaches `poolgate_notify_resource` to the table. A failed query is an error, never "no
+//! attaches `poolgate_notify_row('resource', <id column>, <Type>)` to the table. A failed query is an error, never "no
 //! attributes".
 
 use std::collections::BTreeMap;

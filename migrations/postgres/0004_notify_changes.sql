@@ -14,18 +14,23 @@ BEGIN
     PERFORM pg_notify('poolgate_changes', payload);
 END $$;
 
--- Row triggers pass the notification kind and the key column as arguments.
+-- Row triggers pass the notification kind, the key column and, for tables without a `pool`
+-- column, the value to announce as `pool`. Operators attach it to the tables behind
+-- `resources.<Type>.query`, with kind `resource` and the type name, e.g.
+--   CREATE TRIGGER stock_notify AFTER INSERT OR UPDATE OR DELETE ON stock
+--       FOR EACH ROW EXECUTE FUNCTION poolgate_notify_row('resource', 'sku', 'Stock');
 CREATE FUNCTION poolgate_notify_row() RETURNS TRIGGER
 LANGUAGE plpgsql AS $$
 DECLARE
     kind TEXT := TG_ARGV[0];
     key_column TEXT := TG_ARGV[1];
+    fixed_pool TEXT := CASE WHEN TG_NARGS > 2 THEN TG_ARGV[2] END;
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        PERFORM poolgate_announce(kind, OLD.pool, to_jsonb(OLD) ->> key_column);
+        PERFORM poolgate_announce(kind, COALESCE(fixed_pool, to_jsonb(OLD) ->> 'pool'), to_jsonb(OLD) ->> key_column);
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        PERFORM poolgate_announce(kind, NEW.pool, to_jsonb(NEW) ->> key_column);
+        PERFORM poolgate_announce(kind, COALESCE(fixed_pool, to_jsonb(NEW) ->> 'pool'), to_jsonb(NEW) ->> key_column);
     END IF;
     RETURN NULL;
 END $$;

@@ -109,7 +109,7 @@ pub fn cedar_input(
         return Err(invalid(format!("unknown action `{}`", ask.action)));
     }
     let context = Context::from_json_value(Value::Object(ask.context.clone()), Some((schema, &action)))
-        .map_err(|err| invalid(format!("context does not match the schema: {err}")))?;
+        .map_err(|err| DecisionError::InvalidContext(err.to_string()))?;
     let request = Request::new(principal.uid(), action, resource_uid, context, Some(schema))
         .map_err(|err| invalid(format!("request does not match the schema: {err}")))?;
     let entities = actions

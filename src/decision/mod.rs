@@ -27,9 +27,13 @@ use crate::principal::Principal;
 /// Why no decision could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum DecisionError {
-    /// The action, resource or context does not fit the schema: the caller's mistake (`400`).
+    /// The action or resource does not fit the schema: the caller's mistake (`400`).
     #[error("{0}")]
     InvalidRequest(String),
+    /// The context does not fit the action's context type: the caller's mistake too (`400`),
+    /// kept apart because it concerns one action only.
+    #[error("context does not match the schema: {0}")]
+    InvalidContext(String),
     /// The principal built from a valid token does not fit the schema: a configuration mistake
     /// (a mapped attribute the schema lacks), never the caller's (`500`).
     #[error("principal does not match the schema: {0}")]
@@ -178,8 +182,8 @@ impl Decider {
             .enumerate()
             .map(|(index, ask)| {
                 self.decide_for_entity(entity.clone(), &principal.namespace, ask).map_err(|err| match err {
-                    DecisionError::InvalidRequest(message) => {
-                        DecisionError::InvalidRequest(format!("items[{index}]: {message}"))
+                    err @ (DecisionError::InvalidRequest(_) | DecisionError::InvalidContext(_)) => {
+                        DecisionError::InvalidRequest(format!("items[{index}]: {err}"))
                     }
                     other => other,
                 })
@@ -209,9 +213,8 @@ impl Decider {
             match self.decide_for_entity(entity.clone(), &principal.namespace, &ask) {
                 Ok(decision) if decision.allow => allowed.push(ask.action),
                 Ok(_) => {}
-                // The resource itself is checked once below the schema; a context that fits one
-                // action and not another only withholds that action.
-                Err(DecisionError::InvalidRequest(message)) if message.starts_with("context") => {}
+                // A context that fits one action and not another only withholds that action.
+                Err(DecisionError::InvalidContext(_)) => {}
                 Err(err) => return Err(err),
             }
         }

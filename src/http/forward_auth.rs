@@ -118,7 +118,9 @@ async fn decide(request: &HttpRequest, state: &AppState, started: Instant) -> Re
     let decision = match decider.decide(&principal, &ask) {
         Ok(decision) => decision,
         // A route the token's pool cannot answer (no such action or type there) is a deny.
-        Err(DecisionError::InvalidRequest(message)) => return Ok(forbidden(&message)),
+        Err(err @ (DecisionError::InvalidRequest(_) | DecisionError::InvalidContext(_))) => {
+            return Ok(forbidden(&err.to_string()));
+        }
         Err(err) => return Err(err.into()),
     };
     state.decision_log.decided(&principal, &ask, &decision, started);

@@ -244,7 +244,7 @@ async fn resource_attributes_come_from_the_configured_query_and_follow_changes()
         let app = crate::helpers::spawn_app(&config).await;
         db.execute("CREATE TABLE stock (sku TEXT PRIMARY KEY, org_id TEXT NOT NULL)").await;
         if matches!(backend, crate::helpers::Backend::Postgres(_)) {
-            db.execute("CREATE TRIGGER stock_notify AFTER INSERT OR UPDATE OR DELETE ON stock FOR EACH ROW EXECUTE FUNCTION poolgate_notify_resource('Stock', 'sku')").await;
+            db.execute("CREATE TRIGGER stock_notify AFTER INSERT OR UPDATE OR DELETE ON stock FOR EACH ROW EXECUTE FUNCTION poolgate_notify_row('resource', 'sku', 'Stock')").await;
         }
         db.execute("INSERT INTO stock (sku, org_id) VALUES ('sku-1', 'o1'), ('sku-2', 'o2')").await;
         db.execute("INSERT INTO principal_flags (pool, subject, flag) VALUES ('merchant', 'mia', 'can_manage_stock')")
