@@ -174,11 +174,18 @@ fn check_client(
     chosen.map(|client| (*client).to_owned()).ok_or(TokenError::ClientNotAllowed)
 }
 
-/// A NumericDate claim: absent is `None`, anything but a JSON number is an error.
+/// The last second of the year 9999: no genuine token names a later time.
+const LATEST_NUMERIC_DATE: f64 = 253_402_300_799.0;
+
+/// A NumericDate claim: absent is `None`; anything but a JSON number between the epoch and
+/// [`LATEST_NUMERIC_DATE`] is an error, so a negative or absurd `exp` never means "valid".
 fn number(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, TokenError> {
     match claims.get(name) {
         None => Ok(None),
-        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or_else(|| wrong_type(name)),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(secs) if (0.0..=LATEST_NUMERIC_DATE).contains(&secs) => Ok(Some(secs)),
+            _ => Err(TokenError::InvalidClaims(format!("`{name}` is not a time between 1970 and 9999"))),
+        },
         Some(_) => Err(wrong_type(name)),
     }
 }

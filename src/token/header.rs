@@ -4,10 +4,15 @@
 //! the signature check: anything but RS256, key material or URLs carried by the token itself,
 //! `crit` extensions, encrypted (5-segment) tokens and a `kid` that is missing or not a string.
 //! The payload is peeked at for `iss` alone, to route the token to its pool.
+//!
+//! A header or payload that repeats a member name is malformed ([`UniqueKeys`]): RFC 7515
+//! §5.2 allows either rejecting it or keeping the last value, and parsers that keep different
+//! values disagree about what such a token says.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
+use serde::de::{Error as _, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use crate::token::TokenError;
@@ -35,7 +40,7 @@ pub fn inspect(token: &str) -> Result<Unverified, TokenError> {
         [_, _, _, _, _] => return Err(TokenError::Malformed("encrypted tokens (JWE) are not accepted".into())),
         _ => return Err(TokenError::Malformed("a token has three segments".into())),
     };
-    let header: Map<String, Value> = decode_segment(header, "header")?;
+    let UniqueKeys(header) = decode_segment(header, "header")?;
     match header.get("alg") {
         Some(Value::String(alg)) if alg == "RS256" => {}
         Some(Value::String(alg)) => return Err(TokenError::UnsupportedAlgorithm(alg.chars().take(16).collect())),
@@ -56,9 +61,42 @@ pub fn inspect(token: &str) -> Result<Unverified, TokenError> {
     Ok(Unverified { kid, iss })
 }
 
+/// The payload as far as routing needs it; serde's derive refuses a repeated `iss` and the
+/// rest of the payload is checked for repeats once the signature holds.
 #[derive(Deserialize)]
 struct IssuerOnly {
     iss: Option<Value>,
+}
+
+/// A JSON object that names each member once.
+///
+/// serde_json keeps the last of repeated keys and has no switch to refuse them, so this
+/// visitor (a few lines over serde's `MapAccess`) does. Only the top level is checked: that is
+/// where the header parameters and the claims poolgate reads live.
+#[derive(Debug)]
+pub struct UniqueKeys(pub Map<String, Value>);
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = UniqueKeys;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<UniqueKeys, A::Error> {
+                let mut object = Map::new();
+                while let Some((key, value)) = access.next_entry::<String, Value>()? {
+                    if object.contains_key(&key) {
+                        return Err(A::Error::custom(format_args!("member `{key}` appears twice")));
+                    }
+                    object.insert(key, value);
+                }
+                Ok(UniqueKeys(object))
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
 }
 
 fn decode_segment<T: for<'de> Deserialize<'de>>(segment: &str, what: &str) -> Result<T, TokenError> {
@@ -122,6 +160,16 @@ mod tests {
         let padded = format!("{}=.{}.c2ln", segment(r#"{"alg":"RS256","kid":"k"}"#), segment("{}"));
         assert!(matches!(inspect(&padded), Err(TokenError::Malformed(_))));
         assert!(matches!(inspect(&token("[1]", "{}")), Err(TokenError::Malformed(_))));
+    }
+
+    #[test]
+    fn repeated_members_are_malformed() {
+        let twice = inspect(&token(r#"{"alg":"none","alg":"RS256","kid":"k"}"#, r#"{"iss":"i"}"#));
+        assert!(matches!(twice, Err(TokenError::Malformed(_))));
+        let twice = inspect(&token(r#"{"alg":"RS256","kid":"k"}"#, r#"{"iss":"a","iss":"b"}"#));
+        assert!(matches!(twice, Err(TokenError::Malformed(_))));
+        let nested: Result<UniqueKeys, _> = serde_json::from_str(r#"{"a":{"b":1},"c":[1,1]}"#);
+        assert!(nested.is_ok());
     }
 
     #[test]

@@ -23,11 +23,11 @@ use std::sync::Arc;
 
 use jsonwebtoken::DecodingKey;
 use moka::future::Cache;
-use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::{CacheSettings, TokenUse};
 pub use crate::token::claims::VerifiedClaims;
+use crate::token::header::UniqueKeys;
 use crate::token::issuer::Issuers;
 use crate::token::jwks::Jwks;
 use crate::token::pool::Pool;
@@ -197,7 +197,7 @@ impl Verifier {
             claims::check_times(pool, &hit.token.claims.times)?;
             return Ok(hit.token.clone());
         }
-        let decoded = jsonwebtoken::decode::<Map<String, Value>>(token, &key, pool.validation()).map_err(|err| {
+        let decoded = jsonwebtoken::decode::<UniqueKeys>(token, &key, pool.validation()).map_err(|err| {
             use jsonwebtoken::errors::ErrorKind;
             match err.kind() {
                 ErrorKind::InvalidSignature | ErrorKind::InvalidRsaKey(_) | ErrorKind::Provider(_) => {
@@ -216,7 +216,7 @@ impl Verifier {
             Some(TokenUse::Access) => &[TokenUse::Access],
             Some(TokenUse::Id) => &[TokenUse::Id],
         };
-        let claims = claims::check(pool, &decoded.claims, accepted)?;
+        let claims = claims::check(pool, &decoded.claims.0, accepted)?;
         let verified = VerifiedToken { pool: Arc::clone(pool), claims };
         self.verified.insert(cache_key, Arc::new(Verified { token: verified.clone(), key })).await;
         Ok(verified)

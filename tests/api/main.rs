@@ -9,6 +9,7 @@
     reason = "a failing test should stop at the line that failed"
 )]
 
+mod attack;
 mod coherence;
 mod decision;
 mod decision_log;
@@ -19,6 +20,7 @@ mod jwks;
 mod lifecycle;
 mod observability;
 mod principal;
+mod properties;
 mod reload;
 mod startup;
 mod token;
