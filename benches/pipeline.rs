@@ -120,11 +120,9 @@ fn pipeline(c: &mut Criterion) {
         b.iter(|| entities::principal_entity(black_box(&principal)).expect("entity"))
     });
     let entity = entities::principal_entity(&principal).expect("entity");
-    let actions = schema.action_entities().expect("actions");
     c.bench_function("decision/cedar_input", |b| {
         b.iter(|| {
-            entities::cedar_input(entity.clone(), &principal.namespace, black_box(&f.ask), schema, &actions)
-                .expect("input")
+            entities::cedar_input(entity.clone(), &principal.namespace, black_box(&f.ask), schema, None).expect("input")
         })
     });
     c.bench_function("decision/cedar", |b| {

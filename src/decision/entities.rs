@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::str::FromStr;
 
 use cedar_policy::{
-    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression, Schema,
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RequestValidationError,
+    RestrictedExpression, Schema,
 };
 use serde_json::{Value, json};
 
@@ -21,7 +22,7 @@ use crate::principal::Principal;
 pub struct CedarInput {
     /// Principal, action, resource and context, validated against the schema.
     pub request: Request,
-    /// The principal and resource entities, plus the schema's actions.
+    /// The principal and resource entities, plus the schema's actions when it groups them.
     pub entities: Entities,
 }
 
@@ -82,14 +83,15 @@ pub fn resource_type(namespace: &str, type_name: &str, schema: &Schema) -> Resul
 
 /// Builds the validated Cedar request and entities for `ask` by `principal`.
 ///
-/// `actions` are the schema's action entities; `principal` was checked against the schema when
+/// `actions` are the schema's action entities, needed only when the schema groups actions
+/// (`action in <group>` reads the hierarchy). `principal` was checked against the schema when
 /// it was built, and the resource is checked here, so joining them needs no further validation.
 pub fn cedar_input(
     principal: Entity,
     namespace: &str,
     ask: &AccessRequest,
     schema: &Schema,
-    actions: &Entities,
+    actions: Option<&Entities>,
 ) -> Result<CedarInput, DecisionError> {
     let invalid = |message: String| DecisionError::InvalidRequest(message);
     let resource_type = resource_type(namespace, &ask.resource.type_name, schema)?;
@@ -108,13 +110,24 @@ pub fn cedar_input(
     if !schema.actions().any(|known| known == &action) {
         return Err(invalid(format!("unknown action `{}`", ask.action)));
     }
-    let context = Context::from_json_value(Value::Object(ask.context.clone()), Some((schema, &action)))
-        .map_err(|err| DecisionError::InvalidContext(err.to_string()))?;
-    let request = Request::new(principal.uid(), action, resource_uid, context, Some(schema))
-        .map_err(|err| invalid(format!("request does not match the schema: {err}")))?;
-    let entities = actions
-        .clone()
-        .add_entities([principal, resource], None)
-        .map_err(|err| invalid(format!("entities do not match the schema: {err}")))?;
+    // An empty context skips the JSON parse; `Request::new` checks it against the schema below.
+    let context = if ask.context.is_empty() {
+        Context::empty()
+    } else {
+        Context::from_json_value(Value::Object(ask.context.clone()), Some((schema, &action)))
+            .map_err(|err| DecisionError::InvalidContext(err.to_string()))?
+    };
+    let request =
+        Request::new(principal.uid(), action, resource_uid, context, Some(schema)).map_err(|err| match err {
+            RequestValidationError::InvalidContext(_) | RequestValidationError::TypeOfContext(_) => {
+                DecisionError::InvalidContext(err.to_string())
+            }
+            err => invalid(format!("request does not match the schema: {err}")),
+        })?;
+    let entities = match actions {
+        Some(actions) => actions.clone().add_entities([principal, resource], None),
+        None => Entities::from_entities([principal, resource], None),
+    }
+    .map_err(|err| invalid(format!("entities do not match the schema: {err}")))?;
     Ok(CedarInput { request, entities })
 }

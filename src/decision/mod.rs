@@ -12,10 +12,11 @@ pub mod policy_tests;
 pub mod reload;
 pub mod routes;
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cedar_policy::{Authorizer, Decision as CedarDecision, Entities, PolicySet, Schema};
+use cedar_policy::{ActionConstraint, Authorizer, Decision as CedarDecision, Entities, Policy, PolicySet, Schema};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -105,23 +106,31 @@ pub struct Decision {
 pub struct Decider {
     schema: Schema,
     policies: PolicySet,
+    /// The policies that can apply to each namespace's requests; empty when the policies
+    /// cannot be split (see [`split_by_namespace`]), and then `policies` serves every request.
+    by_namespace: HashMap<String, PolicySet>,
     routes: RouteTable,
     version: String,
-    /// The schema's action entities, built once: each request only adds its two entities.
-    actions: Entities,
+    /// The schema's action entities, built once, when the schema groups actions: each request
+    /// then only adds its two entities. Without groups no policy needs them.
+    actions: Option<Entities>,
     authorizer: Authorizer,
 }
 
 impl Decider {
     /// Wraps a validated policy bundle.
     pub fn new(bundle: PolicyBundle) -> Result<Self, PolicyLoadError> {
-        let actions = bundle
-            .schema
-            .action_entities()
-            .map_err(|err| PolicyLoadError { problems: vec![format!("{}: {err}", policies::SCHEMA_FILE)] })?;
+        let schema_problem = |err: &dyn std::fmt::Display| PolicyLoadError {
+            problems: vec![format!("{}: {err}", policies::SCHEMA_FILE)],
+        };
+        let grouped = bundle.schema.action_groups().next().is_some();
+        let actions =
+            if grouped { Some(bundle.schema.action_entities().map_err(|err| schema_problem(&err))?) } else { None };
+        let by_namespace = if grouped { HashMap::new() } else { split_by_namespace(&bundle.policies, &bundle.schema) };
         Ok(Self {
             schema: bundle.schema,
             policies: bundle.policies,
+            by_namespace,
             routes: bundle.routes,
             version: bundle.version,
             actions,
@@ -228,8 +237,9 @@ impl Decider {
         namespace: &str,
         ask: &AccessRequest,
     ) -> Result<Decision, DecisionError> {
-        let input = entities::cedar_input(principal, namespace, ask, &self.schema, &self.actions)?;
-        let response = self.authorizer.is_authorized(&input.request, &self.policies, &input.entities);
+        let input = entities::cedar_input(principal, namespace, ask, &self.schema, self.actions.as_ref())?;
+        let policies = self.by_namespace.get(namespace).unwrap_or(&self.policies);
+        let response = self.authorizer.is_authorized(&input.request, policies, &input.entities);
         let errors: Vec<String> = response.diagnostics().errors().map(ToString::to_string).collect();
         let allow = response.decision() == CedarDecision::Allow && errors.is_empty();
         let determining_policies = if errors.is_empty() {
@@ -238,5 +248,64 @@ impl Decider {
             Vec::new()
         };
         Ok(Decision { allow, determining_policies, errors })
+    }
+}
+
+/// Splits the policies into one set per namespace of the schema's actions, each holding the
+/// policies whose action constraint can match that namespace's actions: unconstrained ones,
+/// and those naming one of its actions. Cedar evaluates every policy it is given, so with three
+/// pools this saves it two thirds of the work.
+///
+/// Only sound while no action belongs to an action group (an `action in` constraint could then
+/// reach across namespaces) and the set has no templates; the caller checks the first and an
+/// empty map is returned for the second, meaning "use the whole set".
+fn split_by_namespace(policies: &PolicySet, schema: &Schema) -> HashMap<String, PolicySet> {
+    if policies.templates().next().is_some() {
+        return HashMap::new();
+    }
+    let namespaces: HashSet<String> = schema.actions().map(|action| action.type_name().namespace()).collect();
+    let mut split = HashMap::with_capacity(namespaces.len());
+    for namespace in namespaces {
+        let applies = |policy: &&Policy| match policy.action_constraint() {
+            ActionConstraint::Any => true,
+            ActionConstraint::Eq(action) => action.type_name().namespace() == namespace,
+            ActionConstraint::In(actions) => actions.iter().any(|action| action.type_name().namespace() == namespace),
+        };
+        match PolicySet::from_policies(policies.policies().filter(applies).cloned()) {
+            Ok(set) => split.insert(namespace, set),
+            // Cannot happen for policies taken from a valid set; the whole set stays correct.
+            Err(_) => return HashMap::new(),
+        };
+    }
+    split
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    #[test]
+    fn each_namespace_gets_its_own_policies_and_the_unconstrained_ones() {
+        let schema = Schema::from_str(
+            "namespace A { entity U; action x appliesTo { principal: U, resource: U }; }
+             namespace B { entity U; action y appliesTo { principal: U, resource: U }; }",
+        )
+        .unwrap();
+        let policies = PolicySet::from_str(
+            r#"@id("a") permit (principal, action == A::Action::"x", resource);
+               @id("b") permit (principal, action in [B::Action::"y"], resource);
+               @id("any") forbid (principal, action, resource) when { principal has nothing };"#,
+        )
+        .unwrap();
+        let split = split_by_namespace(&policies, &schema);
+        let ids = |namespace: &str| {
+            let mut ids: Vec<&str> = split[namespace].policies().filter_map(|policy| policy.annotation("id")).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids("A"), ["a", "any"]);
+        assert_eq!(ids("B"), ["any", "b"]);
     }
 }

@@ -135,6 +135,13 @@ fn corpus(world: &World, canary: &str) -> Vec<Attack> {
         signature[17] ^= 0x01;
         b64(signature)
     };
+    // The last of 342 characters carries 2 bits of data and 4 bits that must be zero: setting
+    // one gives a different text for the same signature bytes.
+    let non_canonical = {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let last = ALPHABET.iter().position(|c| Some(c) == s.as_bytes().last()).unwrap();
+        format!("{}{}", &s[..s.len() - 1], ALPHABET[last | 1] as char)
+    };
     let tampered = {
         let richer = claims(world, |c| drop(c.insert("cognito:groups".into(), json!(["admins"]))));
         format!("{h}.{}.{s}", b64(json!(richer).to_string()))
@@ -217,7 +224,9 @@ fn corpus(world: &World, canary: &str) -> Vec<Attack> {
             with_signature(&signature_of(&hmac(public_pem.as_bytes()))),
             bad_signature,
         ),
-        bearer("signature cut mid-character", with_signature(s.get(..s.len() / 2).unwrap()), malformed),
+        // 4n + 1 characters can never be base64.
+        bearer("signature of 169 characters", with_signature(s.get(..169).unwrap()), malformed),
+        bearer("signature with non-zero padding bits", with_signature(&non_canonical), malformed),
         bearer("signature cut to 128 bytes", with_signature(&b64(&signature[..128])), bad_signature),
         bearer("signature one bit flipped", with_signature(&flipped), bad_signature),
         bearer("signature all zeros", with_signature(&b64([0u8; 256])), bad_signature),
