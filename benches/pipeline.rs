@@ -117,9 +117,9 @@ fn pipeline(c: &mut Criterion) {
     let principal = f.runtime.block_on(principal::resolve(&f.store, &verified)).expect("principal");
     let schema = f.decider.schema();
     c.bench_function("decision/principal_entity", |b| {
-        b.iter(|| entities::principal_entity(black_box(&principal)).expect("entity"))
+        b.iter(|| f.decider.principal_entity(black_box(&principal)).expect("entity"))
     });
-    let entity = entities::principal_entity(&principal).expect("entity");
+    let entity = f.decider.principal_entity(&principal).expect("entity");
     c.bench_function("decision/cedar_input", |b| {
         b.iter(|| {
             entities::cedar_input(entity.clone(), &principal.namespace, black_box(&f.ask), schema, None).expect("input")

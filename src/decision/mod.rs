@@ -16,11 +16,14 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cedar_policy::{ActionConstraint, Authorizer, Decision as CedarDecision, Entities, Policy, PolicySet, Schema};
+use cedar_policy::{
+    ActionConstraint, Authorizer, Decision as CedarDecision, Entities, EntityTypeName, Policy, PolicySet, Schema,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::config::{PoolSettings, Settings, TokenUse};
+use crate::decision::entities::PrincipalTypes;
 use crate::decision::policies::{PolicyBundle, PolicyLoadError};
 use crate::decision::routes::RouteTable;
 use crate::principal::Principal;
@@ -109,6 +112,8 @@ pub struct Decider {
     /// The policies that can apply to each namespace's requests; empty when the policies
     /// cannot be split (see [`split_by_namespace`]), and then `policies` serves every request.
     by_namespace: HashMap<String, PolicySet>,
+    /// Each namespace's principal entity types.
+    principal_types: HashMap<String, PrincipalTypes>,
     routes: RouteTable,
     version: String,
     /// The schema's action entities, built once, when the schema groups actions: each request
@@ -127,10 +132,17 @@ impl Decider {
         let actions =
             if grouped { Some(bundle.schema.action_entities().map_err(|err| schema_problem(&err))?) } else { None };
         let by_namespace = if grouped { HashMap::new() } else { split_by_namespace(&bundle.policies, &bundle.schema) };
+        let principal_types = bundle
+            .schema
+            .entity_types()
+            .map(EntityTypeName::namespace)
+            .filter_map(|namespace| Some((namespace.clone(), PrincipalTypes::new(&namespace).ok()?)))
+            .collect();
         Ok(Self {
             schema: bundle.schema,
             policies: bundle.policies,
             by_namespace,
+            principal_types,
             routes: bundle.routes,
             version: bundle.version,
             actions,
@@ -178,15 +190,23 @@ impl Decider {
         &self.schema
     }
 
+    /// The principal's Cedar entity, with its namespace's types parsed at load.
+    pub fn principal_entity(&self, principal: &Principal) -> Result<cedar_policy::Entity, DecisionError> {
+        match self.principal_types.get(&principal.namespace) {
+            Some(types) => entities::principal_entity(principal, types),
+            None => entities::principal_entity(principal, &PrincipalTypes::new(&principal.namespace)?),
+        }
+    }
+
     /// Decides one access question.
     pub fn decide(&self, principal: &Principal, ask: &AccessRequest) -> Result<Decision, DecisionError> {
-        let entity = entities::principal_entity(principal)?;
+        let entity = self.principal_entity(principal)?;
         self.decide_for_entity(entity, &principal.namespace, ask)
     }
 
     /// Decides several questions for one principal, in order; the first invalid one fails all.
     pub fn decide_all(&self, principal: &Principal, asks: &[AccessRequest]) -> Result<Vec<Decision>, DecisionError> {
-        let entity = entities::principal_entity(principal)?;
+        let entity = self.principal_entity(principal)?;
         asks.iter()
             .enumerate()
             .map(|(index, ask)| {
@@ -209,7 +229,7 @@ impl Decider {
         resource: &ResourceRef,
         context: &Map<String, Value>,
     ) -> Result<Vec<String>, DecisionError> {
-        let entity = entities::principal_entity(principal)?;
+        let entity = self.principal_entity(principal)?;
         let resource_type = entities::resource_type(&principal.namespace, &resource.type_name, &self.schema)?;
         let candidates: Vec<String> = self
             .schema
