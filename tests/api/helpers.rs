@@ -387,3 +387,10 @@ pub fn postgres_url() -> Option<String> {
         }
     }
 }
+
+impl ProcessApp {
+    /// The process id, e.g. to read `/proc/<pid>/status`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}

@@ -22,5 +22,6 @@ mod observability;
 mod principal;
 mod proxy;
 mod reload;
+mod soak;
 mod startup;
 mod token;
