@@ -83,6 +83,8 @@ struct RawDatabase {
     #[serde(with = "humantime_serde")]
     acquire_timeout: Duration,
     #[serde(with = "humantime_serde")]
+    query_timeout: Duration,
+    #[serde(with = "humantime_serde")]
     change_poll_interval: Duration,
     #[serde(with = "humantime_serde")]
     purge_interval: Duration,
@@ -264,6 +266,10 @@ pub struct JwksSettings {
 pub struct CacheSettings {
     /// How long flags loaded from the database are reused.
     pub flags_ttl: Duration,
+    /// `database.query_timeout`: the longest one load from the database may take, waiting for a
+    /// connection included, before the database counts as unavailable. It lives here because
+    /// every reader of the database behind a cache is built from these settings.
+    pub query_timeout: Duration,
     /// How many principals the cache holds at most.
     pub flags_capacity: u64,
     /// How long a verified token is reused at most (its `exp` is checked on every use anyway).
@@ -374,6 +380,7 @@ impl RawSettings {
             return Err(ConfigError("decision_log.sample_rate: must be between 0.0 and 1.0".into()));
         }
         let intervals = [
+            ("database.query_timeout", self.database.query_timeout),
             ("database.change_poll_interval", self.database.change_poll_interval),
             ("database.purge_interval", self.database.purge_interval),
             ("jwks.refresh_interval", self.jwks.refresh_interval),
@@ -439,6 +446,7 @@ impl RawSettings {
             },
             cache: CacheSettings {
                 flags_ttl: self.cache.flags_ttl,
+                query_timeout: self.database.query_timeout,
                 flags_capacity: self.cache.flags_capacity,
                 tokens_ttl: self.cache.tokens_ttl,
                 tokens_capacity: self.cache.tokens_capacity,

@@ -1,6 +1,7 @@
 //! The database connection: PostgreSQL or SQLite, chosen by the URL's scheme, through sqlx's
 //! `Any` driver; poolgate's schema migrations, embedded in the binary; and the operator's own
-//! data migrations, read from the folder `database.data_migrations` names.
+//! data migrations, read from the folder `database.data_migrations` names; and [`bounded`], the
+//! time limit (`database.query_timeout`) on every lookup a request waits for.
 //!
 //! The schema differs per backend only where it must (PostgreSQL's change-notification
 //! triggers), so `migrations/postgres` and `migrations/sqlite` share version numbers.
@@ -72,4 +73,18 @@ pub async fn migrate_data(pool: &AnyPool, dir: &Path) -> anyhow::Result<usize> {
 /// Whether `url` names a SQLite database.
 pub fn is_sqlite(url: &str) -> bool {
     url.starts_with("sqlite:")
+}
+
+/// `query`, failed as a timeout when it takes longer than `limit` (`database.query_timeout`):
+/// a frozen or crawling database must not hold a request until its own timeout.
+pub async fn bounded<T>(
+    limit: Duration,
+    query: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    tokio::time::timeout(limit, query).await.unwrap_or_else(|_| {
+        Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {limit:?} (database.query_timeout)"),
+        )))
+    })
 }

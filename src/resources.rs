@@ -6,16 +6,18 @@
 //! records: bounded, at most `cache.flags_ttl` old, flushed with the other caches when
 //! `principal/coherence.rs` sees a change, and evicted exactly on PostgreSQL when the operator
 //! attaches `poolgate_notify_row('resource', <id column>, <Type>)` to the table. A failed query is an error, never "no
-//! attributes".
+//! attributes", and so is one that takes longer than `database.query_timeout`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use moka::future::Cache;
 use serde_json::{Map, Value};
 use sqlx::{AnyPool, Column, Row};
 
 use crate::config::CacheSettings;
+use crate::db;
 
 /// Why attributes could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -41,13 +43,14 @@ pub struct ResourceStore {
     db: AnyPool,
     queries: BTreeMap<String, String>,
     cache: Cache<(String, String), Found>,
+    query_timeout: Duration,
 }
 
 impl ResourceStore {
     /// A store running `queries` (type name → SQL) against `db`.
     pub fn new(db: AnyPool, queries: BTreeMap<String, String>, settings: &CacheSettings) -> Self {
         let cache = Cache::builder().max_capacity(settings.flags_capacity).time_to_live(settings.flags_ttl).build();
-        Self { db, queries, cache }
+        Self { db, queries, cache, query_timeout: settings.query_timeout }
     }
 
     /// The attributes of resource `id` of `type_name`; `Ok(None)` when no query is configured
@@ -62,7 +65,7 @@ impl ResourceStore {
         };
         let found = self
             .cache
-            .try_get_with((type_name.to_owned(), id.to_owned()), self.run(query, id))
+            .try_get_with((type_name.to_owned(), id.to_owned()), db::bounded(self.query_timeout, self.run(query, id)))
             .await
             .map_err(|err| ResourceError::DatabaseUnavailable(err.to_string()))?;
         match found {

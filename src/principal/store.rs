@@ -6,18 +6,21 @@
 //! single query (`try_get_with`). Entries live at most `cache.flags_ttl`; changes reach them
 //! sooner through `principal/coherence.rs`, which evicts what a change affects. A load that
 //! raced with an eviction (its query ran before the change, its insert came after) is evicted
-//! again at once, so a stale entry never outlives the request that read it. A failed query
-//! is never cached and becomes [`PrincipalError::DatabaseUnavailable`]: without the record the
-//! request is refused, never judged.
+//! again at once, so a stale entry never outlives the request that read it. A failed query, or
+//! a load that takes longer than `database.query_timeout` (a database that is frozen, or too
+//! slow to answer within the request's time), is never cached and becomes
+//! [`PrincipalError::DatabaseUnavailable`]: without the record the request is refused, never
+//! judged.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use moka::future::Cache;
 use sqlx::AnyPool;
 
 use crate::config::CacheSettings;
+use crate::db;
 use crate::metrics::Metrics;
 use crate::principal::PrincipalError;
 
@@ -43,6 +46,8 @@ pub struct PrincipalStore {
     revocations: Cache<Key, bool>,
     /// Bumped by every eviction; a load that sees it move may have read old rows.
     evictions: AtomicU64,
+    /// Longest one load (or readiness check) may take.
+    query_timeout: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -57,6 +62,7 @@ impl PrincipalStore {
                 .time_to_live(settings.flags_ttl)
                 .build(),
             evictions: AtomicU64::new(0),
+            query_timeout: settings.query_timeout,
             metrics,
         }
     }
@@ -86,7 +92,7 @@ impl PrincipalStore {
         }
         self.metrics.cache_lookups.with_label_values(&[name, "miss"]).inc();
         let before = self.evictions.load(Ordering::Acquire);
-        let value = cache.try_get_with_by_ref(&key, query).await.map_err(|err| {
+        let value = cache.try_get_with_by_ref(&key, db::bounded(self.query_timeout, query)).await.map_err(|err| {
             self.metrics.database_errors.inc();
             PrincipalError::DatabaseUnavailable(err.to_string())
         })?;
@@ -159,9 +165,9 @@ impl PrincipalStore {
         Ok(done.rows_affected())
     }
 
-    /// Whether the database answers, for readiness checks.
+    /// Whether the database answers within `database.query_timeout`, for readiness checks.
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.db).await.is_ok()
+        db::bounded(self.query_timeout, sqlx::query("SELECT 1").execute(&self.db)).await.is_ok()
     }
 }
 

@@ -375,3 +375,22 @@ impl Drop for ProcessApp {
         let _ = self.child.wait();
     }
 }
+
+/// The admin URL of `POOLGATE_TEST_POSTGRES_URL`, for tests that need PostgreSQL itself;
+/// `None`, saying the test is skipped, when it is not set.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("POOLGATE_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("skipped: POOLGATE_TEST_POSTGRES_URL is not set");
+            None
+        }
+    }
+}
+
+impl ProcessApp {
+    /// The process id, e.g. to read `/proc/<pid>/status`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
