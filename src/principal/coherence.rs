@@ -3,8 +3,9 @@
 //!
 //! PostgreSQL: the schema's triggers `NOTIFY poolgate_changes` with the (pool, key) a change
 //! touches, and each replica `LISTEN`s and evicts exactly those entries. Notifications sent
-//! while the listening connection is down are lost, so after every (re)connection, once
-//! `LISTEN` is in place again, the replica flushes its caches.
+//! while the listening connection is down are lost, so the replica flushes its caches as soon
+//! as the connection is lost, fails or stops answering a heartbeat, on every failed attempt to
+//! listen again, and once `LISTEN` is back in place.
 //!
 //! SQLite has no notifications: a dedicated connection polls `PRAGMA data_version`, which
 //! changes whenever another connection (another process included) commits, and the caches are
@@ -25,6 +26,11 @@ pub const CHANNEL: &str = "poolgate_changes";
 
 /// Back-off between reconnection attempts.
 const RETRY: Duration = Duration::from_millis(250);
+
+/// How long the change listener may hear nothing before it checks its connection with a
+/// query, and how long that query and a reconnection may take. A frozen connection stays
+/// silent rather than failing, and changes made meanwhile would go unheard.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// One change announced by a trigger.
 #[derive(Debug, Deserialize, PartialEq, Eq)]
@@ -81,10 +87,14 @@ impl Caches {
 
 async fn listen_postgres(url: &str, store: &Caches) {
     loop {
-        let mut listener = match subscribe(url).await {
-            Ok(listener) => listener,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for changes; retrying");
+        let mut listener = match tokio::time::timeout(HEARTBEAT, subscribe(url)).await {
+            Ok(Ok(listener)) => listener,
+            failed => {
+                let error = match failed {
+                    Ok(Err(err)) => err.to_string(),
+                    _ => "no answer".to_owned(),
+                };
+                tracing::warn!(%error, "cannot listen for changes; retrying");
                 store.flush();
                 tokio::time::sleep(RETRY).await;
                 continue;
@@ -93,16 +103,25 @@ async fn listen_postgres(url: &str, store: &Caches) {
         // LISTEN is in place: whatever changed before now may have gone unannounced.
         store.flush();
         tracing::info!(channel = CHANNEL, "listening for changes");
-        loop {
-            match listener.try_recv().await {
-                Ok(Some(notification)) => apply(store, notification.payload()).await,
-                Ok(None) => {
-                    tracing::warn!("change listener lost its connection; reconnecting");
-                    break;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "change listener failed; reconnecting");
-                    break;
+        let problem = follow_notifications(&mut listener, store).await;
+        // From here until LISTEN is back, changes go unheard: nothing cached may be trusted.
+        store.flush();
+        tracing::warn!(problem, "change listener lost its connection; reconnecting");
+    }
+}
+
+/// Applies notifications until the connection is lost, fails, or stays silent and then does
+/// not answer a `SELECT 1` within [`HEARTBEAT`]; returns what went wrong.
+async fn follow_notifications(listener: &mut PgListener, store: &Caches) -> &'static str {
+    loop {
+        match tokio::time::timeout(HEARTBEAT, listener.try_recv()).await {
+            Ok(Ok(Some(notification))) => apply(store, notification.payload()).await,
+            Ok(Ok(None)) => return "connection lost",
+            Ok(Err(_)) => return "connection failed",
+            Err(_silent) => {
+                let ping = tokio::time::timeout(HEARTBEAT, sqlx::query("SELECT 1").execute(&mut *listener)).await;
+                if !matches!(ping, Ok(Ok(_))) {
+                    return "connection does not answer";
                 }
             }
         }
@@ -111,6 +130,9 @@ async fn listen_postgres(url: &str, store: &Caches) {
 
 async fn subscribe(url: &str) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect(url).await?;
+    // A lost connection is reported at once, so that the caches are flushed before any
+    // reconnection attempt (which can take long against an unreachable server).
+    listener.eager_reconnect(false);
     listener.listen(CHANNEL).await?;
     Ok(listener)
 }

@@ -3,10 +3,11 @@
 //! slowed is a `503` within a bounded time for every request, a hundred at once, never an allow;
 //! and once the database is back the first allow comes within a second.
 //!
-//! Principals cached before the fault are asked about once `cache.flags_ttl` (1 s here) has
-//! passed: nothing flushes the caches when the fault starts, because the change listener either
-//! sees nothing (a frozen server keeps its connection open and silent) or, for a killed server,
-//! blocks in sqlx's reconnection attempts before it reports the loss.
+//! `cache.flags_ttl` is an hour here, so principals cached before the fault can only be refused
+//! because the change listener noticed the fault and flushed the caches: at once for a killed
+//! server (the connection ends; a listener still reconnecting flushes every 250 ms), within two
+//! heartbeats for a frozen or slowed one (silence, then a `SELECT 1` that does not answer in
+//! time).
 //!
 //! Every run uses the shipped timeouts (`database.acquire_timeout`, `database.query_timeout`,
 //! `server.request_timeout`). Run with `--nocapture` to see the measured latencies.
@@ -33,8 +34,13 @@ const WARM_REPEATS: usize = 5;
 const ANSWER_BOUND: Duration = Duration::from_secs(3);
 /// How soon after the database's return the first allow must come.
 const RECOVERY_BOUND: Duration = Duration::from_secs(1);
-/// When cached principals are asked about: once `cache.flags_ttl` has passed.
-const FLAGS_TTL_PASSED: Duration = Duration::from_millis(1100);
+/// When cached principals are asked about after the server is killed: the listener sees its
+/// connection end, or, if it was not connected yet, flushes again after its next failed attempt
+/// (every 250 ms).
+const LOSS_NOTICED: Duration = Duration::from_millis(600);
+/// When they are asked about after a connection goes silent: one heartbeat of silence, then
+/// one heartbeat for the `SELECT 1` to fail, plus scheduling.
+const SILENCE_NOTICED: Duration = Duration::from_millis(2500);
 
 fn stock_update() -> Value {
     ask("update", "Stock", "sku-1", json!({ "org_id": "o1" }))
@@ -63,7 +69,7 @@ impl Rig {
 
         let issuer = FakeIssuer::start();
         let mut config: Table = base_config(&issuer, url.as_str());
-        set(&mut config, &["cache", "flags_ttl"], "1s");
+        set(&mut config, &["cache", "flags_ttl"], "1h");
         let app = spawn_app(&config).await;
 
         // Everyone who will be asked about holds the flag: an answer read from the database
@@ -94,11 +100,11 @@ impl Rig {
     }
 
     /// Asks about `cold`, never-seen subjects, at once, and about the cached ones, each
-    /// `WARM_REPEATS` times, once their cache entries have expired; asserts that every answer
-    /// is a `503` within [`ANSWER_BOUND`], and so is `/readyz`.
-    async fn burst(&self, label: &str, cold: &[String]) {
+    /// `WARM_REPEATS` times, after `noticed`; asserts that every answer is a `503` within
+    /// [`ANSWER_BOUND`], and so is `/readyz`.
+    async fn burst(&self, label: &str, cold: &[String], noticed: Duration) {
         let warm: Vec<String> = self.warm.iter().cycle().take(WARM * WARM_REPEATS).cloned().collect();
-        let (cold, warm) = tokio::join!(self.ask_all(cold, Duration::ZERO), self.ask_all(&warm, FLAGS_TTL_PASSED));
+        let (cold, warm) = tokio::join!(self.ask_all(cold, Duration::ZERO), self.ask_all(&warm, noticed));
         let answers: Vec<_> = cold.into_iter().chain(warm).collect();
 
         let allows = answers.iter().filter(|(_, outcome, _)| outcome == "allow").count();
@@ -162,12 +168,12 @@ fn rig_token(issuer: &FakeIssuer, subject: &str) -> String {
 async fn a_killed_database_is_503_within_the_bound_and_recovers_within_a_second_twice() {
     let Some(rig) = Rig::start().await else { return };
     rig.proxy.set(Fault::Down);
-    rig.burst("killed", &rig.cold_tokens(0..COLD)).await;
+    rig.burst("killed", &rig.cold_tokens(0..COLD), LOSS_NOTICED).await;
     rig.recover("killed", "fresh-0").await;
 
     // A second outage, with the connections opened during the recovery, behaves the same.
     rig.proxy.set(Fault::Down);
-    rig.burst("killed again", &rig.cold_tokens(COLD..COLD * 2)).await;
+    rig.burst("killed again", &rig.cold_tokens(COLD..COLD * 2), LOSS_NOTICED).await;
     rig.recover("killed again", "fresh-1").await;
 }
 
@@ -175,17 +181,18 @@ async fn a_killed_database_is_503_within_the_bound_and_recovers_within_a_second_
 async fn a_frozen_database_is_503_within_the_bound_and_recovers_within_a_second() {
     let Some(rig) = Rig::start().await else { return };
     rig.proxy.set(Fault::Stall);
-    rig.burst("frozen", &rig.cold_tokens(0..COLD)).await;
+    rig.burst("frozen", &rig.cold_tokens(0..COLD), SILENCE_NOTICED).await;
     rig.recover("frozen", "fresh-0").await;
 }
 
 #[tokio::test]
 async fn a_slowed_database_is_503_within_the_bound_and_recovers_within_a_second() {
-    // 500 ms each way: a lookup (connection check and two queries) would take over 3 s, and
-    // answer allow; poolgate gives up at `database.query_timeout` instead.
+    // 1.5 s each way: a lookup (connection check and two queries) would take over 6 s, and
+    // answer allow; poolgate gives up at `database.query_timeout` instead. The listener's
+    // heartbeat cannot answer within its second either, so the caches are flushed.
     let Some(rig) = Rig::start().await else { return };
-    rig.proxy.set(Fault::Slow(Duration::from_millis(500)));
-    rig.burst("slowed", &rig.cold_tokens(0..COLD)).await;
+    rig.proxy.set(Fault::Slow(Duration::from_millis(1500)));
+    rig.burst("slowed", &rig.cold_tokens(0..COLD), SILENCE_NOTICED).await;
     rig.recover("slowed", "fresh-0").await;
 }
 
