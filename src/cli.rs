@@ -1,6 +1,7 @@
 //! The command line: `serve`, `migrate`, `check`, `policy validate`, `policy test` and
 //! `dev token`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -98,6 +99,10 @@ enum DevCommand {
         /// Lifetime, e.g. `5m`.
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         ttl: Duration,
+        /// Print N tokens, one per line, for N users: the i-th (from 0) has the `sub` `<sub>-<i>`;
+        /// without it, one token for `<sub>`.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
     },
 }
 
@@ -213,13 +218,24 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<ExitCod
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Dev { command: DevCommand::Token { pool, sub, groups, claims, token_use, ttl } } => {
+        Command::Dev { command: DevCommand::Token { pool, sub, groups, claims, token_use, ttl, count } } => {
             let token_use = match token_use {
                 TokenUseArg::Id => TokenUse::Id,
                 TokenUseArg::Access => TokenUse::Access,
             };
-            let token = dev::mint(&settings, &pool, &dev::TokenSpec { sub, groups, claims, token_use, ttl })?;
-            println!("{token}");
+            let minter = dev::Minter::new(&settings, &pool)?;
+            let mut spec = dev::TokenSpec { sub: sub.clone(), groups, claims, token_use, ttl };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            match count {
+                None => writeln!(out, "{}", minter.mint(&spec)?)?,
+                Some(count) => {
+                    for i in 0..count {
+                        spec.sub = format!("{sub}-{i}");
+                        writeln!(out, "{}", minter.mint(&spec)?)?;
+                    }
+                }
+            }
+            out.flush()?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -146,17 +146,35 @@ pub fn ensure_keys(settings: &Settings) -> anyhow::Result<()> {
 
 /// Mints a token for a `dev_key` pool.
 pub fn mint(settings: &Settings, pool_name: &str, spec: &TokenSpec) -> anyhow::Result<String> {
-    let Some(pool) = settings.pools.iter().find(|pool| pool.name == pool_name) else {
-        bail!("no pool named `{pool_name}`");
-    };
-    if !pool.dev_key {
-        bail!("pool `{pool_name}` is not a dev_key pool; poolgate holds no key for it");
+    Minter::new(settings, pool_name)?.mint(spec)
+}
+
+/// A `dev_key` pool with its signing key read once, for minting many tokens.
+pub struct Minter<'a> {
+    pool: &'a PoolSettings,
+    key: SigningKey,
+}
+
+impl<'a> Minter<'a> {
+    /// Reads the key of the `dev_key` pool `pool_name`, generating it if it is missing.
+    pub fn new(settings: &'a Settings, pool_name: &str) -> anyhow::Result<Self> {
+        let Some(pool) = settings.pools.iter().find(|pool| pool.name == pool_name) else {
+            bail!("no pool named `{pool_name}`");
+        };
+        if !pool.dev_key {
+            bail!("pool `{pool_name}` is not a dev_key pool; poolgate holds no key for it");
+        }
+        ensure_keys(settings)?;
+        let (key_path, _) = paths(&settings.dev_keys_dir, &pool.name);
+        let pem = std::fs::read_to_string(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
+        let key = SigningKey::from_pem(&format!("dev-{}", pool.name), &pem)?;
+        Ok(Self { pool, key })
     }
-    ensure_keys(settings)?;
-    let (key_path, _) = paths(&settings.dev_keys_dir, &pool.name);
-    let pem = std::fs::read_to_string(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
-    let key = SigningKey::from_pem(&format!("dev-{}", pool.name), &pem)?;
-    key.sign(&claims_for(pool, spec))
+
+    /// Signs a token with the pool's Cognito-shaped claims.
+    pub fn mint(&self, spec: &TokenSpec) -> anyhow::Result<String> {
+        self.key.sign(&claims_for(self.pool, spec))
+    }
 }
 
 fn paths(dir: &Path, pool: &str) -> (PathBuf, PathBuf) {

@@ -255,3 +255,28 @@ async fn check_explains_one_decision_from_the_command_line() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("malformed_token"));
 }
+
+#[test]
+fn dev_token_count_prints_one_token_a_line_with_numbered_subjects() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("poolgate.toml");
+    let toml = format!(
+        "[dev]\nkeys_dir = \"{}\"\n[pools.wallet]\nissuer = \"https://dev.example/wallet\"\ndev_key = true\ntoken_use = [\"id\"]\nclient_ids = [\"c\"]\n",
+        dir.path().join("keys").display()
+    );
+    std::fs::write(&config, toml).unwrap();
+    let config = config.to_str().unwrap();
+    let out = poolgate(&["dev", "token", "--config", config, "--pool", "wallet", "--sub", "u", "--count", "3"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let subs: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|token| {
+            let payload =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&payload).unwrap()["sub"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(subs, ["u-0", "u-1", "u-2"]);
+}
