@@ -99,10 +99,13 @@ enum DevCommand {
         /// Lifetime, e.g. `5m`.
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         ttl: Duration,
-        /// Print N tokens, one per line, for N users: the i-th (from 0) has the `sub` `<sub>-<i>`;
-        /// without it, one token for `<sub>`.
+        /// Print N tokens, one per line: the i-th (from 0) has the `sub` `<sub>-<i mod M>`, M
+        /// being `--users`; without it, one token for `<sub>`. Every token has its own `jti`.
         #[arg(long, value_name = "N")]
         count: Option<u64>,
+        /// With `--count`: how many users the tokens are spread over (default: N, one each).
+        #[arg(long, value_name = "M", requires = "count", value_parser = clap::value_parser!(u64).range(1..))]
+        users: Option<u64>,
     },
 }
 
@@ -218,7 +221,7 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<ExitCod
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Dev { command: DevCommand::Token { pool, sub, groups, claims, token_use, ttl, count } } => {
+        Command::Dev { command: DevCommand::Token { pool, sub, groups, claims, token_use, ttl, count, users } } => {
             let token_use = match token_use {
                 TokenUseArg::Id => TokenUse::Id,
                 TokenUseArg::Access => TokenUse::Access,
@@ -229,8 +232,9 @@ async fn execute(command: Command, settings: Settings) -> anyhow::Result<ExitCod
             match count {
                 None => writeln!(out, "{}", minter.mint(&spec)?)?,
                 Some(count) => {
+                    let users = users.unwrap_or(count).max(1);
                     for i in 0..count {
-                        spec.sub = format!("{sub}-{i}");
+                        spec.sub = format!("{sub}-{}", i % users);
                         writeln!(out, "{}", minter.mint(&spec)?)?;
                     }
                 }

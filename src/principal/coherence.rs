@@ -140,7 +140,7 @@ async fn subscribe(url: &str) -> Result<PgListener, sqlx::Error> {
 async fn apply(store: &Caches, payload: &str) {
     match serde_json::from_str::<Change>(payload) {
         Ok(Change::Principal { pool, key }) => store.principals.evict_principal(&pool, &key).await,
-        Ok(Change::Revocation { pool, key }) => store.principals.evict_revocation(&pool, &key).await,
+        Ok(Change::Revocation { .. }) => store.principals.evict_revocations().await,
         Ok(Change::Resource { pool, key }) => store.resources.evict(&pool, &key).await,
         Ok(Change::Flush) => store.flush(),
         Err(err) => {

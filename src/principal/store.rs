@@ -2,8 +2,10 @@
 //! moka caches.
 //!
 //! Two caches: principal records (`principals` row + `principal_flags`) by (pool, subject), and
-//! revocations (`revoked_tokens`) by (pool, token id). Concurrent misses for one key share a
-//! single query (`try_get_with`). Entries live at most `cache.flags_ttl`; changes reach them
+//! the whole set of unexpired revocations (`revoked_tokens`), held as one entry. Revoked tokens
+//! are few, while every new token has fresh ids: looking each id up would cost every new token
+//! a query, the set costs one query per change. Concurrent misses for one key share a single
+//! query (`try_get_with`). Entries live at most `cache.flags_ttl`; changes reach them
 //! sooner through `principal/coherence.rs`, which evicts what a change affects. A load that
 //! raced with an eviction (its query ran before the change, its insert came after) is evicted
 //! again at once, so a stale entry never outlives the request that read it. A failed query, or
@@ -12,6 +14,8 @@
 //! [`PrincipalError::DatabaseUnavailable`]: without the record the request is refused, never
 //! judged.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,11 +43,14 @@ pub struct PrincipalRecord {
 
 type Key = (String, String);
 
+/// Unexpired revocations: pool → token id → `expires_at` (epoch seconds).
+type RevokedSet = HashMap<String, HashMap<String, i64>>;
+
 /// Cached reader of the admin tables.
 pub struct PrincipalStore {
     db: AnyPool,
     records: Cache<Key, Arc<PrincipalRecord>>,
-    revocations: Cache<Key, bool>,
+    revocations: Cache<(), Arc<RevokedSet>>,
     /// Bumped by every eviction; a load that sees it move may have read old rows.
     evictions: AtomicU64,
     /// Longest one load (or readiness check) may take.
@@ -57,10 +64,7 @@ impl PrincipalStore {
         Self {
             db,
             records: Cache::builder().max_capacity(settings.flags_capacity).time_to_live(settings.flags_ttl).build(),
-            revocations: Cache::builder()
-                .max_capacity(settings.flags_capacity)
-                .time_to_live(settings.flags_ttl)
-                .build(),
+            revocations: Cache::builder().max_capacity(1).time_to_live(settings.flags_ttl).build(),
             evictions: AtomicU64::new(0),
             query_timeout: settings.query_timeout,
             metrics,
@@ -75,15 +79,16 @@ impl PrincipalStore {
 
     /// Whether `token_id` (a `jti` or `origin_jti`) is revoked in `pool`.
     pub async fn is_revoked(&self, pool: &str, token_id: &str) -> Result<bool, PrincipalError> {
-        let key = (pool.to_owned(), token_id.to_owned());
-        self.load("revocation", &self.revocations, key, self.query_revoked(pool, token_id)).await
+        let revoked = self.load("revocation", &self.revocations, (), self.query_revocations()).await?;
+        let expires_at = revoked.get(pool).and_then(|ids| ids.get(token_id));
+        Ok(expires_at.is_some_and(|expires_at| *expires_at > now_secs()))
     }
 
-    async fn load<V: Clone + Send + Sync + 'static>(
+    async fn load<K: Hash + Eq + Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static>(
         &self,
         name: &str,
-        cache: &Cache<Key, V>,
-        key: Key,
+        cache: &Cache<K, V>,
+        key: K,
         query: impl Future<Output = Result<V, sqlx::Error>>,
     ) -> Result<V, PrincipalError> {
         if let Some(value) = cache.get(&key).await {
@@ -127,16 +132,17 @@ impl PrincipalStore {
         }))
     }
 
-    async fn query_revoked(&self, pool: &str, token_id: &str) -> Result<bool, sqlx::Error> {
-        let (count,): (i64,) = sqlx::query_as(
-            "SELECT CAST(COUNT(*) AS BIGINT) FROM revoked_tokens WHERE pool = $1 AND jti = $2 AND expires_at > $3",
-        )
-        .bind(pool)
-        .bind(token_id)
-        .bind(now_secs())
-        .fetch_one(&self.db)
-        .await?;
-        Ok(count > 0)
+    async fn query_revocations(&self) -> Result<Arc<RevokedSet>, sqlx::Error> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT pool, jti, expires_at FROM revoked_tokens WHERE expires_at > $1")
+                .bind(now_secs())
+                .fetch_all(&self.db)
+                .await?;
+        let mut revoked = RevokedSet::new();
+        for (pool, token_id, expires_at) in rows {
+            revoked.entry(pool).or_default().insert(token_id, expires_at);
+        }
+        Ok(Arc::new(revoked))
     }
 
     /// Forgets the cached record of `subject` in `pool`.
@@ -145,10 +151,11 @@ impl PrincipalStore {
         self.records.invalidate(&(pool.to_owned(), subject.to_owned())).await;
     }
 
-    /// Forgets whether `token_id` is revoked in `pool`.
-    pub async fn evict_revocation(&self, pool: &str, token_id: &str) {
+    /// Forgets the revocation set after a change to `revoked_tokens`: it is read again, whole,
+    /// by the next request.
+    pub async fn evict_revocations(&self) {
         self.evictions.fetch_add(1, Ordering::AcqRel);
-        self.revocations.invalidate(&(pool.to_owned(), token_id.to_owned())).await;
+        self.revocations.invalidate(&()).await;
     }
 
     /// Forgets everything: the answer to "changes may have been missed".

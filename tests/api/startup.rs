@@ -257,7 +257,7 @@ async fn check_explains_one_decision_from_the_command_line() {
 }
 
 #[test]
-fn dev_token_count_prints_one_token_a_line_with_numbered_subjects() {
+fn dev_token_count_prints_one_token_a_line_spread_over_users() {
     use base64::Engine;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("poolgate.toml");
@@ -267,16 +267,26 @@ fn dev_token_count_prints_one_token_a_line_with_numbered_subjects() {
     );
     std::fs::write(&config, toml).unwrap();
     let config = config.to_str().unwrap();
-    let out = poolgate(&["dev", "token", "--config", config, "--pool", "wallet", "--sub", "u", "--count", "3"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let subs: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|token| {
-            let payload =
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap();
-            serde_json::from_slice::<serde_json::Value>(&payload).unwrap()["sub"].as_str().unwrap().to_owned()
-        })
-        .collect();
-    assert_eq!(subs, ["u-0", "u-1", "u-2"]);
+    let claims = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec!["dev", "token", "--config", config, "--pool", "wallet", "--sub", "u"];
+        args.extend(extra);
+        let out = poolgate(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|token| {
+                let payload = token.split('.').nth(1).unwrap();
+                serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())
+                    .unwrap()
+            })
+            .collect()
+    };
+    let subs =
+        |claims: &[serde_json::Value]| claims.iter().map(|c| c["sub"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    assert_eq!(subs(&claims(&["--count", "3"])), ["u-0", "u-1", "u-2"]);
+    let spread = claims(&["--count", "5", "--users", "2"]);
+    assert_eq!(subs(&spread), ["u-0", "u-1", "u-0", "u-1", "u-0"]);
+    let ids: std::collections::HashSet<&str> = spread.iter().map(|c| c["jti"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 5, "every token has its own jti");
 }
