@@ -9,7 +9,7 @@
 #   baseline verify    examples/baseline verify: RS256 check of the bearer token, fixed body
 #   (a) repeated       POST /v1/check, 1,000 users' tokens cycling        vs. baseline constant
 #   (b) unique         POST /v1/check, every request a token the server   vs. baseline verify
-#                      has never seen (and a user it has never seen)
+#                      has never seen, of one of the same 1,000 users
 #   (c) batch          POST /v1/check/batch, 10 items, 1,000 users        vs. baseline constant
 #   (d) permissions    POST /v1/permissions, 10 resources, 1,000 users    vs. baseline constant
 # for poolgate on SQLite, and on PostgreSQL when `pg_isready -h 127.0.0.1` answers (in a fresh
@@ -20,7 +20,7 @@
 # Every question asked is allowed, so every answer should be 200. The verify baseline may send a
 # token twice once it has used them all; it caches nothing, so that changes nothing.
 # Then the memory run: a fresh poolgate on SQLite gets 1,000,000 requests over the 200,000
-# unique tokens (each sent 5 times), and its VmRSS and VmHWM are printed.
+# unique tokens (each sent 5 times; 1,000 users), and its VmRSS and VmHWM are printed.
 #
 # Environment: CARGO_TARGET_DIR (default $HOME/.cache/poolgate-target); WRK_THREADS (default 1);
 # UNIQUE_TOKENS (default 200000; (b) needs about rps x seconds of them, the table flags a
@@ -186,10 +186,10 @@ probe_token=$(mint --sub probe)
 log "minting 1,000 repeated tokens and $unique_tokens unique tokens (two processes)"
 mint --sub rep --count 1000 >"$work/repeated.txt"
 half=$((unique_tokens / 2))
-mint --sub uniq-a --count "$half" >"$work/unique-a.txt" &
+mint --sub rep --users 1000 --count "$half" >"$work/unique-a.txt" &
 minter=$!
 pids+=("$minter")
-mint --sub uniq-b --count $((unique_tokens - half)) >"$work/unique-b.txt"
+mint --sub rep --users 1000 --count $((unique_tokens - half)) >"$work/unique-b.txt"
 wait "$minter"
 cat "$work/unique-a.txt" "$work/unique-b.txt" >"$work/unique.txt"
 rm "$work/unique-a.txt" "$work/unique-b.txt"
