@@ -2,7 +2,7 @@
 //!
 //! Each handler reads as the pipeline: bearer token (plus `X-Id-Token` in paired mode) →
 //! `token::Verifier` → `principal::resolve` → `Decider::decide` → JSON answer. The token is
-//! checked before the body is read, so an unauthenticated caller learns nothing about the
+//! checked before the body is parsed, so an unauthenticated caller learns nothing about the
 //! schema. A deny is a normal `200`. Every outcome goes to the decision log.
 
 use std::time::Instant;
@@ -89,8 +89,7 @@ async fn check_one(
     state: &AppState,
     started: Instant,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = authenticate(request, state).await?;
-    let ask: AccessRequest = read_json(body, state.max_body_bytes).await?;
+    let (principal, ask): (_, AccessRequest) = authenticated(request, body, state).await?;
     let decider = state.policies.current();
     let decision = decider.decide(&principal, &ask)?;
     state.decision_log.decided(&principal, &ask, &decision, started);
@@ -128,8 +127,7 @@ async fn check_many(
     state: &AppState,
     started: Instant,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = authenticate(request, state).await?;
-    let batch: BatchRequest = read_json(body, state.max_body_bytes).await?;
+    let (principal, batch): (_, BatchRequest) = authenticated(request, body, state).await?;
     if batch.items.is_empty() || batch.items.len() > MAX_BATCH_ITEMS {
         return Err(ApiError::InvalidRequest(format!("items: between 1 and {MAX_BATCH_ITEMS} items are accepted")));
     }
@@ -159,6 +157,25 @@ pub(crate) async fn authenticate(request: &HttpRequest, state: &AppState) -> Res
         _ => return Err(TokenError::Malformed("more than one X-Id-Token header".into()).into()),
     };
     Ok(principal::resolve(&state.principals, &token).await?)
+}
+
+/// Stages 1 and 2, then the JSON body. A refused token is answered without parsing the body,
+/// but the body is still read (up to `server.max_body_bytes`, within the request timeout):
+/// actix-web closes a keep-alive connection whose body was left unread, and a caller with an
+/// expired token would otherwise pay a new connection for its next request.
+pub(crate) async fn authenticated<T: for<'de> Deserialize<'de>>(
+    request: &HttpRequest,
+    body: web::Payload,
+    state: &AppState,
+) -> Result<(Principal, T), ApiError> {
+    match authenticate(request, state).await {
+        Ok(principal) => Ok((principal, read_json(body, state.max_body_bytes).await?)),
+        Err(err) => {
+            // What the body says no longer matters; an unreadable one just closes the connection.
+            let _ = body.to_bytes_limited(state.max_body_bytes).await;
+            Err(err)
+        }
+    }
 }
 
 /// Runs a handler's pipeline within `server.request_timeout` and sends refusals to the

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::decision::{DecisionError, ResourceRef};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::AppState;
-use crate::http::check::{MAX_BATCH_ITEMS, authenticate, guarded, read_json};
+use crate::http::check::{MAX_BATCH_ITEMS, authenticated, guarded};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -59,8 +59,7 @@ pub async fn permissions(
 }
 
 async fn list(request: &HttpRequest, body: web::Payload, state: &AppState) -> Result<HttpResponse, ApiError> {
-    let principal = authenticate(request, state).await?;
-    let ask: PermissionsRequest = read_json(body, state.max_body_bytes).await?;
+    let (principal, ask): (_, PermissionsRequest) = authenticated(request, body, state).await?;
     if ask.resources.is_empty() || ask.resources.len() > MAX_BATCH_ITEMS {
         return Err(ApiError::InvalidRequest(format!("resources: between 1 and {MAX_BATCH_ITEMS} are accepted")));
     }

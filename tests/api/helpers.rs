@@ -1,7 +1,7 @@
 //! `spawn_app`: a real poolgate on port 0 against a fresh database and the fake issuer, plus
 //! request helpers. Set `TEST_LOG=1` to see the server's logs.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::Duration;
@@ -10,6 +10,8 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use sqlx::Connection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use toml::Table;
 
 use crate::fake_issuer::{CLIENT_ID, FakeIssuer, POOLS};
@@ -392,5 +394,66 @@ impl ProcessApp {
     /// The process id, e.g. to read `/proc/<pid>/status`.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection: a request, then its whole response, at a time.
+pub struct HttpConnection {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+/// A response read off an [`HttpConnection`], whole.
+pub struct RawAnswer {
+    pub status: u16,
+    pub body: Vec<u8>,
+    /// The server said `Connection: close`: this was the connection's last response.
+    pub closing: bool,
+}
+
+impl HttpConnection {
+    /// Connects to `address`.
+    pub async fn open(address: SocketAddr) -> std::io::Result<Self> {
+        let stream = TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self { stream, buffer: Vec::with_capacity(4096) })
+    }
+
+    /// Sends `request` and reads the response, which must carry a `Content-Length`.
+    pub async fn exchange(&mut self, request: &[u8]) -> std::io::Result<RawAnswer> {
+        self.stream.write_all(request).await?;
+        let head_end = loop {
+            if let Some(at) = self.buffer.windows(4).position(|window| window == b"\r\n\r\n") {
+                break at + 4;
+            }
+            self.fill().await?;
+        };
+        let head = std::str::from_utf8(&self.buffer[..head_end]).map_err(std::io::Error::other)?;
+        let status = head.get(9..12).and_then(|code| code.parse().ok());
+        let header = |wanted: &str| {
+            head.lines().find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case(wanted).then(|| value.trim())
+            })
+        };
+        let length = header("content-length").and_then(|length| length.parse::<usize>().ok());
+        let closing = header("connection").is_some_and(|value| value.eq_ignore_ascii_case("close"));
+        let (Some(status), Some(length)) = (status, length) else {
+            return Err(std::io::Error::other(format!("unreadable response head: {head:?}")));
+        };
+        while self.buffer.len() < head_end + length {
+            self.fill().await?;
+        }
+        let body = self.buffer[head_end..head_end + length].to_vec();
+        self.buffer.drain(..head_end + length);
+        Ok(RawAnswer { status, body, closing })
+    }
+
+    async fn fill(&mut self) -> std::io::Result<()> {
+        self.buffer.reserve(4096);
+        if self.stream.read_buf(&mut self.buffer).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::fake_issuer::now;
-use crate::helpers::{Answer, Backend, World, ask, set};
+use crate::helpers::{Answer, Backend, HttpConnection, World, ask, set};
 
 fn wallet_read() -> Value {
     ask("read", "Wallet", "w-1", json!({ "owner": "wil" }))
@@ -72,4 +72,25 @@ async fn a_cached_verification_still_expires_with_its_token() {
     assert_eq!(world.app.check(&token, wallet_read()).await.outcome(), "allow");
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert_rejected(&world.app.check(&token, wallet_read()).await, "token_expired", "cached, then expired");
+}
+
+#[tokio::test]
+async fn a_refused_token_leaves_the_connection_open_for_the_next_request() {
+    let world = World::start().await;
+    let address = world.app.address.trim_start_matches("http://").parse().unwrap();
+    let mut connection = HttpConnection::open(address).await.unwrap();
+    let body = wallet_read().to_string();
+    let request = |token: &str| {
+        format!(
+            "POST /v1/check HTTP/1.1\r\nHost: poolgate\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let refused = connection.exchange(&request("not.a.token")).await.unwrap();
+    assert_eq!((refused.status, refused.closing), (401, false));
+    let valid = world.issuer.token("wallet", "wil", &[], json!({}));
+    let allowed = connection.exchange(&request(&valid)).await.unwrap();
+    assert_eq!(allowed.status, 200, "{}", String::from_utf8_lossy(&allowed.body));
 }
