@@ -57,10 +57,8 @@ pub struct Principal {
 /// Checks the token's subject and ids against the admin tables and builds the principal.
 pub async fn resolve(store: &PrincipalStore, token: &VerifiedToken) -> Result<Principal, PrincipalError> {
     let pool = token.pool.settings();
-    for token_id in &token.claims.token_ids {
-        if store.is_revoked(&pool.name, token_id).await? {
-            return Err(PrincipalError::Revoked);
-        }
+    if store.any_revoked(&pool.name, &token.claims.token_ids).await? {
+        return Err(PrincipalError::Revoked);
     }
     let record = store.record(&pool.name, &token.claims.sub).await?;
     admit(token, &record)?;

@@ -77,11 +77,16 @@ impl PrincipalStore {
         self.load("principal", &self.records, key, self.query_record(pool, subject)).await
     }
 
-    /// Whether `token_id` (a `jti` or `origin_jti`) is revoked in `pool`.
-    pub async fn is_revoked(&self, pool: &str, token_id: &str) -> Result<bool, PrincipalError> {
+    /// Whether any of `token_ids` (a token's `jti` and `origin_jti`) is revoked in `pool`; the
+    /// revocation set is looked up once for all of them.
+    pub async fn any_revoked(&self, pool: &str, token_ids: &[String]) -> Result<bool, PrincipalError> {
+        if token_ids.is_empty() {
+            return Ok(false);
+        }
         let revoked = self.load("revocation", &self.revocations, (), self.query_revocations()).await?;
-        let expires_at = revoked.get(pool).and_then(|ids| ids.get(token_id));
-        Ok(expires_at.is_some_and(|expires_at| *expires_at > now_secs()))
+        let Some(pool_revoked) = revoked.get(pool) else { return Ok(false) };
+        let now = now_secs();
+        Ok(token_ids.iter().any(|id| pool_revoked.get(id).is_some_and(|expires_at| *expires_at > now)))
     }
 
     async fn load<K: Hash + Eq + Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static>(
