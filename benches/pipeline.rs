@@ -20,8 +20,6 @@ use poolgate::dev::SigningKey;
 use poolgate::metrics::Metrics;
 use poolgate::principal::{self, store::PrincipalStore};
 use poolgate::token::Verifier;
-use poolgate::token::jwks::Jwks;
-use poolgate::token::pool::Pool;
 use serde_json::{Map, Value, json};
 
 struct Fixture {
@@ -75,16 +73,11 @@ fn fixture() -> Fixture {
             .await
             .expect("grant");
         let metrics = Arc::new(Metrics::new().expect("metrics"));
-        let store = PrincipalStore::new(db, &settings.cache, Arc::clone(&metrics));
-        let verifier = |capacity: u64| {
-            let mut cache = settings.cache.clone();
-            cache.tokens_capacity = capacity;
-            let jwks = Jwks::new(&settings.jwks, &settings.pools, Arc::clone(&metrics)).expect("jwks");
-            Verifier::new(settings.pools.iter().cloned().map(Pool::new).map(Arc::new).collect(), jwks, &cache)
-        };
-        let (warm, cold) = (verifier(settings.cache.tokens_capacity), verifier(0));
-        warm.jwks().refresh_all().await;
-        cold.jwks().refresh_all().await;
+        let store = PrincipalStore::new(db, &settings, Arc::clone(&metrics));
+        let warm = Verifier::start(&settings, Arc::clone(&metrics)).await.expect("verifier");
+        let mut uncached = settings.clone();
+        uncached.cache.tokens_capacity = 0;
+        let cold = Verifier::start(&uncached, Arc::clone(&metrics)).await.expect("verifier");
         (store, warm, cold)
     });
     let ask: AccessRequest = serde_json::from_value(

@@ -1,14 +1,17 @@
-//! Typed, layered configuration: built-in defaults, then an optional TOML file, then
-//! `POOLGATE__SECTION__KEY` environment variables.
+//! Typed, layered configuration: built-in defaults (`config/defaults.toml`), then an optional
+//! TOML file, then `POOLGATE__SECTION__KEY` environment variables.
 //!
-//! [`load`] reads the raw layers into [`RawSettings`] and [`RawSettings::check`] turns them into
-//! [`Settings`], whose values are already validated (URLs parsed, durations bounded, namespaces
-//! checked). Everything downstream takes `Settings` and never re-validates.
+//! Each section deserializes straight into its typed struct (durations through
+//! humantime-serde, unknown keys refused); then one validation pass over the typed settings
+//! reports every problem at once, each as `key: why`. Pools are the one section with a
+//! conversion of its own ([`PoolConfig::check`]): where its keys come from and which clients it
+//! accepts are decided there. Everything downstream takes [`Settings`] and never re-validates.
 //!
 //! The embedded development pools (`config/dev.toml`) are layered in only when no configuration
 //! file is given, so a production file never inherits pools that trust locally generated keys.
 
 use std::collections::{BTreeMap, HashSet};
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,153 +23,233 @@ const DEV_POOLS: &str = include_str!("../config/dev.toml");
 const ENV_PREFIX: &str = "POOLGATE";
 const MAX_LEEWAY: Duration = Duration::from_secs(60);
 
-/// A configuration that could not be read or is invalid; the message names the offending key.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(String);
+/// A configuration that could not be read, or every problem found in it.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// Where the configuration came from: the file, or the built-in defaults.
+    pub source: String,
+    /// Each problem as `key: why`.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration ({}):", self.source)?;
+        for problem in &self.problems {
+            write!(f, "\n  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 /// Reads the configuration layers. `file` is the `--config` argument or `POOLGATE_CONFIG`.
 pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
     use config::{Config, Environment, File, FileFormat};
 
+    let source = match file {
+        Some(path) => path.display().to_string(),
+        None => "built-in defaults and development pools".to_owned(),
+    };
+    let error = |problems: Vec<String>| ConfigError { source: source.clone(), problems };
     let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
     builder = match file {
         Some(path) => builder.add_source(File::from(path).format(FileFormat::Toml)),
         None => builder.add_source(File::from_str(DEV_POOLS, FileFormat::Toml)),
     };
-    let raw: RawSettings = builder
+    let written: Written = builder
         .add_source(Environment::with_prefix(ENV_PREFIX).prefix_separator("__").separator("__").try_parsing(true))
         .build()
         .and_then(Config::try_deserialize)
-        .map_err(|err| ConfigError(err.to_string()))?;
-    raw.check()
+        .map_err(|err| error(vec![err.to_string()]))?;
+    written.check().map_err(error)
 }
 
-/// The configuration as written, before validation.
+/// The configuration as written: every section typed, pools not yet resolved.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawSettings {
-    server: RawServer,
-    database: RawDatabase,
-    policies: RawPolicies,
-    jwks: RawJwks,
-    cache: RawCache,
-    log: RawLog,
-    decision_log: RawDecisionLog,
-    dev: RawDev,
+struct Written {
+    server: ServerSettings,
+    database: DatabaseSettings,
+    policies: PolicySettings,
+    jwks: JwksSettings,
+    cache: CacheSettings,
+    log: LogSettings,
+    decision_log: DecisionLogSettings,
+    dev: DevSettings,
     #[serde(default)]
-    pools: BTreeMap<String, RawPool>,
+    pools: BTreeMap<String, PoolConfig>,
     #[serde(default)]
-    resources: BTreeMap<String, RawResource>,
+    resources: BTreeMap<String, ResourceSettings>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawResource {
-    query: String,
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `[server]`.
+    pub server: ServerSettings,
+    /// `[database]`.
+    pub database: DatabaseSettings,
+    /// `[policies]`.
+    pub policies: PolicySettings,
+    /// `[jwks]`: key-set fetching and caching.
+    pub jwks: JwksSettings,
+    /// `[cache]`.
+    pub cache: CacheSettings,
+    /// `[log]`: the diagnostic log.
+    pub log: LogSettings,
+    /// `[decision_log]`.
+    pub decision_log: DecisionLogSettings,
+    /// `[dev]`.
+    pub dev: DevSettings,
+    /// `[pools.<name>]`: the trusted pools, ordered by name.
+    pub pools: Vec<PoolSettings>,
+    /// `[resources.<Type>]`: resource attributes from SQL, for forward-auth.
+    pub resources: BTreeMap<String, ResourceSettings>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawServer {
-    bind: String,
-    max_body_bytes: usize,
+pub struct ServerSettings {
+    /// Listening address of the HTTP server.
+    pub bind: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest a request may take; also the limit for receiving a request's headers.
     #[serde(with = "humantime_serde")]
-    request_timeout: Duration,
+    pub request_timeout: Duration,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[database]`.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawDatabase {
-    url: String,
-    max_connections: u32,
+pub struct DatabaseSettings {
+    /// `sqlite://…` or `postgres://…`.
+    pub url: String,
+    /// Upper bound of the connection pool.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before the database counts as unavailable.
     #[serde(with = "humantime_serde")]
-    acquire_timeout: Duration,
+    pub acquire_timeout: Duration,
+    /// The longest one lookup may take, waiting for a connection included.
     #[serde(with = "humantime_serde")]
-    query_timeout: Duration,
+    pub query_timeout: Duration,
+    /// Interval of the SQLite change poll.
     #[serde(with = "humantime_serde")]
-    change_poll_interval: Duration,
+    pub change_poll_interval: Duration,
+    /// Interval of the purge of expired revocations.
     #[serde(with = "humantime_serde")]
-    purge_interval: Duration,
-    data_migrations: Option<PathBuf>,
+    pub purge_interval: Duration,
+    /// The operator's own data migrations, applied by `poolgate migrate` after the schema.
+    pub data_migrations: Option<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[policies]`.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawPolicies {
-    dir: PathBuf,
-    watch: bool,
+pub struct PolicySettings {
+    /// Folder holding `schema.cedarschema`, `*.cedar` and `routes.toml`.
+    pub dir: PathBuf,
+    /// Whether file changes in the folder reload the policies (`SIGHUP` always does).
+    pub watch: bool,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[jwks]`: key-set fetching and caching.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawJwks {
+pub struct JwksSettings {
+    /// Timeout of one JWKS fetch.
     #[serde(with = "humantime_serde")]
-    fetch_timeout: Duration,
+    pub fetch_timeout: Duration,
+    /// Interval of the background refresh.
     #[serde(with = "humantime_serde")]
-    refresh_interval: Duration,
+    pub refresh_interval: Duration,
+    /// Minimum time between two fetches caused by unknown `kid`s in one pool.
     #[serde(with = "humantime_serde")]
-    unknown_kid_cooldown: Duration,
+    pub unknown_kid_cooldown: Duration,
+    /// How long the last good key set keeps serving while the endpoint fails.
     #[serde(with = "humantime_serde")]
-    max_stale: Duration,
+    pub max_stale: Duration,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[cache]`.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawCache {
+pub struct CacheSettings {
+    /// How long principal records and resource attributes loaded from the database are reused.
     #[serde(with = "humantime_serde")]
-    flags_ttl: Duration,
-    flags_capacity: u64,
+    pub flags_ttl: Duration,
+    /// How many principals the cache holds at most.
+    pub flags_capacity: u64,
+    /// How long a verified token is reused at most (its `exp` is checked on every use anyway).
     #[serde(with = "humantime_serde")]
-    tokens_ttl: Duration,
-    tokens_capacity: u64,
+    pub tokens_ttl: Duration,
+    /// How many verified tokens the cache holds at most.
+    pub tokens_capacity: u64,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[log]`: the diagnostic log on stderr.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawLog {
-    format: LogFormat,
-    filter: String,
+pub struct LogSettings {
+    /// Output format.
+    pub format: LogFormat,
+    /// `tracing_subscriber::EnvFilter` directives; `RUST_LOG` wins when set.
+    pub filter: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[decision_log]`: independent of `[log]`.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawDecisionLog {
-    enabled: bool,
-    sample_rate: f64,
+pub struct DecisionLogSettings {
+    /// Whether decisions are logged at all.
+    pub enabled: bool,
+    /// Where records go.
+    pub sink: DecisionLogSink,
+    /// Fraction of decisions logged, in `0.0..=1.0`.
+    pub sample_rate: f64,
+    /// Records waiting for the writer at most; past it they are dropped and counted.
+    pub queue_capacity: usize,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDev {
-    keys_dir: PathBuf,
+/// Where decision records go: `stdout`, `stderr`, or a file path (appended to).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub enum DecisionLogSink {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// A file, created if missing.
+    File(PathBuf),
 }
 
-#[derive(Debug, Deserialize)]
+impl From<String> for DecisionLogSink {
+    fn from(sink: String) -> Self {
+        match sink.as_str() {
+            "stdout" => DecisionLogSink::Stdout,
+            "stderr" => DecisionLogSink::Stderr,
+            _ => DecisionLogSink::File(PathBuf::from(sink)),
+        }
+    }
+}
+
+/// `[dev]`.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawPool {
-    issuer: String,
-    #[serde(default)]
-    alternative_issuers: Vec<String>,
-    jwks_uri: Option<String>,
-    jwks_file: Option<PathBuf>,
-    #[serde(default)]
-    dev_key: bool,
-    token_use: Vec<TokenUse>,
-    #[serde(default)]
-    client_ids: Vec<String>,
-    #[serde(default)]
-    allow_any_client: bool,
-    namespace: Option<String>,
-    groups_claim: Option<String>,
-    #[serde(default)]
-    attributes: BTreeMap<String, String>,
-    #[serde(default, with = "humantime_serde")]
-    leeway: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    max_token_age: Option<Duration>,
-    #[serde(default)]
-    require_registered: bool,
+pub struct DevSettings {
+    /// Where locally generated development keys live.
+    pub keys_dir: PathBuf,
+}
+
+/// `[resources.<Type>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSettings {
+    /// Parameterized query returning the resource's attributes, `$1` being its id.
+    pub query: String,
 }
 
 /// Log output: `json` for machines, `pretty` for people at a terminal.
@@ -197,103 +280,6 @@ impl TokenUse {
             TokenUse::Access => "access",
         }
     }
-}
-
-/// Validated configuration.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Listening address of the HTTP server.
-    pub bind: SocketAddr,
-    /// Largest request body accepted, in bytes.
-    pub max_body_bytes: usize,
-    /// Longest a request may take; also the limit for receiving a request's headers.
-    pub request_timeout: Duration,
-    /// Database connection settings.
-    pub database: DatabaseSettings,
-    /// Folder holding `schema.cedarschema` and `*.cedar`.
-    pub policies_dir: PathBuf,
-    /// Whether file changes in the folder reload the policies (`SIGHUP` always does).
-    pub policies_watch: bool,
-    /// Key-set fetching and caching.
-    pub jwks: JwksSettings,
-    /// Principal flag cache.
-    pub cache: CacheSettings,
-    /// Log format and filter.
-    pub log: LogSettings,
-    /// Per-decision log lines.
-    pub decision_log: DecisionLogSettings,
-    /// Where locally generated development keys live.
-    pub dev_keys_dir: PathBuf,
-    /// Trusted pools, ordered by name.
-    pub pools: Vec<PoolSettings>,
-    /// Resource type name → parameterized query returning its attributes (`$1` = the id),
-    /// for forward-auth, where the request carries no attributes.
-    pub resource_queries: BTreeMap<String, String>,
-}
-
-/// Database connection settings.
-#[derive(Debug, Clone)]
-pub struct DatabaseSettings {
-    /// `sqlite://…` or `postgres://…`.
-    pub url: String,
-    /// Upper bound of the connection pool.
-    pub max_connections: u32,
-    /// How long a request waits for a connection before the database counts as unavailable.
-    pub acquire_timeout: Duration,
-    /// Interval of the SQLite change poll.
-    pub change_poll_interval: Duration,
-    /// Interval of the purge of expired revocations.
-    pub purge_interval: Duration,
-    /// The operator's own data migrations, applied by `poolgate migrate` after the schema.
-    pub data_migrations: Option<PathBuf>,
-}
-
-/// Key-set fetching and caching.
-#[derive(Debug, Clone)]
-pub struct JwksSettings {
-    /// Timeout of one JWKS fetch.
-    pub fetch_timeout: Duration,
-    /// Interval of the background refresh.
-    pub refresh_interval: Duration,
-    /// Minimum time between two fetches caused by unknown `kid`s in one pool.
-    pub unknown_kid_cooldown: Duration,
-    /// How long the last good key set keeps serving while the endpoint fails.
-    pub max_stale: Duration,
-}
-
-/// Principal flag cache.
-#[derive(Debug, Clone)]
-pub struct CacheSettings {
-    /// How long flags loaded from the database are reused.
-    pub flags_ttl: Duration,
-    /// `database.query_timeout`: the longest one load from the database may take, waiting for a
-    /// connection included, before the database counts as unavailable. It lives here because
-    /// every reader of the database behind a cache is built from these settings.
-    pub query_timeout: Duration,
-    /// How many principals the cache holds at most.
-    pub flags_capacity: u64,
-    /// How long a verified token is reused at most (its `exp` is checked on every use anyway).
-    pub tokens_ttl: Duration,
-    /// How many verified tokens the cache holds at most.
-    pub tokens_capacity: u64,
-}
-
-/// Log format and filter.
-#[derive(Debug, Clone)]
-pub struct LogSettings {
-    /// Output format.
-    pub format: LogFormat,
-    /// `tracing_subscriber::EnvFilter` directives; `RUST_LOG` wins when set.
-    pub filter: String,
-}
-
-/// Per-decision log lines.
-#[derive(Debug, Clone)]
-pub struct DecisionLogSettings {
-    /// Whether decisions are logged at all.
-    pub enabled: bool,
-    /// Fraction of decisions logged, in `0.0..=1.0`.
-    pub sample_rate: f64,
 }
 
 /// One trusted identity pool.
@@ -353,31 +339,61 @@ pub enum ClientPolicy {
     Any,
 }
 
-impl RawSettings {
-    /// Validates every value and converts it to its typed form.
-    pub fn check(self) -> Result<Settings, ConfigError> {
-        let bind = self
-            .server
-            .bind
-            .parse::<SocketAddr>()
-            .map_err(|err| ConfigError(format!("server.bind: `{}` is not an address: {err}", self.server.bind)))?;
+/// One pool as written under `[pools.<name>]`; [`PoolConfig::check`] turns it into
+/// [`PoolSettings`], resolving where its keys come from and which clients it accepts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    issuer: String,
+    #[serde(default)]
+    alternative_issuers: Vec<String>,
+    jwks_uri: Option<String>,
+    jwks_file: Option<PathBuf>,
+    #[serde(default)]
+    dev_key: bool,
+    token_use: Vec<TokenUse>,
+    #[serde(default)]
+    client_ids: Vec<String>,
+    #[serde(default)]
+    allow_any_client: bool,
+    namespace: Option<String>,
+    groups_claim: Option<String>,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    #[serde(default, with = "humantime_serde")]
+    leeway: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    max_token_age: Option<Duration>,
+    #[serde(default)]
+    require_registered: bool,
+}
+
+impl Written {
+    /// Validates every value; the error lists every problem.
+    fn check(self) -> Result<Settings, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, why: String| problems.push(format!("{key}: {why}"));
         let url = &self.database.url;
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(ConfigError(format!(
-                "database.url: `{}` must start with `sqlite:` or `postgres://`",
-                redact_url(url)
-            )));
+            problem("database.url", format!("`{}` must start with `sqlite:` or `postgres://`", redact_url(url)));
         }
         if self.database.max_connections == 0 {
-            return Err(ConfigError("database.max_connections: must be at least 1".into()));
+            problem("database.max_connections", "must be at least 1".into());
         }
         if self.jwks.max_stale < self.jwks.refresh_interval {
-            return Err(ConfigError(
-                "jwks.max_stale: must be at least jwks.refresh_interval, or keys go stale between refreshes".into(),
-            ));
+            problem(
+                "jwks.max_stale",
+                "must be at least jwks.refresh_interval, or keys go stale between refreshes".into(),
+            );
         }
         if !(0.0..=1.0).contains(&self.decision_log.sample_rate) {
-            return Err(ConfigError("decision_log.sample_rate: must be between 0.0 and 1.0".into()));
+            problem("decision_log.sample_rate", "must be between 0.0 and 1.0".into());
+        }
+        if self.decision_log.queue_capacity == 0 {
+            problem("decision_log.queue_capacity", "must be at least 1".into());
+        }
+        if self.decision_log.sink == DecisionLogSink::File(PathBuf::new()) {
+            problem("decision_log.sink", "`stdout`, `stderr` or a file path".into());
         }
         let intervals = [
             ("database.query_timeout", self.database.query_timeout),
@@ -388,146 +404,139 @@ impl RawSettings {
             ("jwks.fetch_timeout", self.jwks.fetch_timeout),
             ("server.request_timeout", self.server.request_timeout),
         ];
-        if let Some((key, _)) = intervals.iter().find(|(_, interval)| interval.is_zero()) {
-            return Err(ConfigError(format!("{key}: must be longer than zero")));
+        for (key, _) in intervals.iter().filter(|(_, interval)| interval.is_zero()) {
+            problem(key, "must be longer than zero".into());
         }
-        if self.pools.is_empty() {
-            return Err(ConfigError("pools: at least one pool must be configured".into()));
-        }
-        let mut resource_queries = BTreeMap::new();
-        for (type_name, resource) in self.resources {
-            if !is_identifier(&type_name) {
-                return Err(ConfigError(format!("resources.{type_name}: not a Cedar identifier")));
+        for (type_name, resource) in &self.resources {
+            if !is_identifier(type_name) {
+                problem(&format!("resources.{type_name}"), "not a Cedar identifier".into());
             }
             if !resource.query.contains("$1") {
-                return Err(ConfigError(format!(
-                    "resources.{type_name}.query: must take the resource id as the parameter `$1`"
-                )));
+                problem(
+                    &format!("resources.{type_name}.query"),
+                    "must take the resource id as the parameter `$1`".into(),
+                );
             }
-            resource_queries.insert(type_name, resource.query);
+        }
+        if self.pools.is_empty() {
+            problem("pools", "at least one pool must be configured".into());
         }
         let mut pools = Vec::with_capacity(self.pools.len());
         let mut issuers = HashSet::new();
         let mut namespaces = HashSet::new();
-        for (name, raw) in self.pools {
-            let pool = raw.check(&name, &self.dev.keys_dir)?;
+        for (name, written) in self.pools {
+            let pool = match written.check(&name, &self.dev.keys_dir) {
+                Ok(pool) => pool,
+                Err(pool_problems) => {
+                    problems.extend(pool_problems);
+                    continue;
+                }
+            };
             for issuer in std::iter::once(&pool.issuer).chain(&pool.alternative_issuers) {
                 if !issuers.insert(issuer.clone()) {
-                    return Err(ConfigError(format!("pools.{name}.issuer: `{issuer}` is used twice")));
+                    problems.push(format!("pools.{name}.issuer: `{issuer}` is used twice"));
                 }
             }
             if !namespaces.insert(pool.namespace.clone()) {
-                return Err(ConfigError(format!(
-                    "pools.{name}.namespace: `{}` is used by another pool",
-                    pool.namespace
-                )));
+                problems.push(format!("pools.{name}.namespace: `{}` is used by another pool", pool.namespace));
             }
             pools.push(pool);
         }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
         Ok(Settings {
-            bind,
-            max_body_bytes: self.server.max_body_bytes,
-            request_timeout: self.server.request_timeout,
-            database: DatabaseSettings {
-                url: self.database.url,
-                max_connections: self.database.max_connections,
-                acquire_timeout: self.database.acquire_timeout,
-                change_poll_interval: self.database.change_poll_interval,
-                purge_interval: self.database.purge_interval,
-                data_migrations: self.database.data_migrations,
-            },
-            policies_dir: self.policies.dir,
-            policies_watch: self.policies.watch,
-            jwks: JwksSettings {
-                fetch_timeout: self.jwks.fetch_timeout,
-                refresh_interval: self.jwks.refresh_interval,
-                unknown_kid_cooldown: self.jwks.unknown_kid_cooldown,
-                max_stale: self.jwks.max_stale,
-            },
-            cache: CacheSettings {
-                flags_ttl: self.cache.flags_ttl,
-                query_timeout: self.database.query_timeout,
-                flags_capacity: self.cache.flags_capacity,
-                tokens_ttl: self.cache.tokens_ttl,
-                tokens_capacity: self.cache.tokens_capacity,
-            },
-            log: LogSettings { format: self.log.format, filter: self.log.filter },
-            decision_log: DecisionLogSettings {
-                enabled: self.decision_log.enabled,
-                sample_rate: self.decision_log.sample_rate,
-            },
-            dev_keys_dir: self.dev.keys_dir,
+            server: self.server,
+            database: self.database,
+            policies: self.policies,
+            jwks: self.jwks,
+            cache: self.cache,
+            log: self.log,
+            decision_log: self.decision_log,
+            dev: self.dev,
             pools,
-            resource_queries,
+            resources: self.resources,
         })
     }
 }
 
-impl RawPool {
-    fn check(self, name: &str, dev_keys_dir: &Path) -> Result<PoolSettings, ConfigError> {
-        let key = |field: &str| format!("pools.{name}.{field}");
+impl PoolConfig {
+    /// Resolves the pool named `name`; the error lists every problem.
+    fn check(self, name: &str, dev_keys_dir: &Path) -> Result<PoolSettings, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut problem = |field: &str, why: String| problems.push(format!("pools.{name}{field}: {why}"));
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(ConfigError(format!("pools.{name}: pool names use letters, digits, `-` and `_`")));
+            problem("", "pool names use letters, digits, `-` and `_`".into());
         }
         if self.issuer.is_empty() {
-            return Err(ConfigError(format!("{}: must not be empty", key("issuer"))));
+            problem(".issuer", "must not be empty".into());
         }
         let jwks = match (self.jwks_uri, self.jwks_file, self.dev_key) {
             (Some(_), Some(_), _) => {
-                return Err(ConfigError(format!("{}: set either jwks_uri or jwks_file, not both", key("jwks_uri"))));
+                problem(".jwks_uri", "set either jwks_uri or jwks_file, not both".into());
+                None
             }
-            (Some(uri), None, false) => JwksSource::Url(check_http_url(&uri, &key("jwks_uri"))?),
-            (None, Some(file), false) => JwksSource::File(file),
+            (Some(uri), None, false) => match http_url(&uri) {
+                Ok(uri) => Some(JwksSource::Url(uri)),
+                Err(why) => {
+                    problem(".jwks_uri", why);
+                    None
+                }
+            },
+            (None, Some(file), false) => Some(JwksSource::File(file)),
             (None, None, false) => {
                 let uri = format!("{}/.well-known/jwks.json", self.issuer.trim_end_matches('/'));
-                JwksSource::Url(check_http_url(&uri, &key("issuer"))?)
+                match http_url(&uri) {
+                    Ok(uri) => Some(JwksSource::Url(uri)),
+                    Err(why) => {
+                        problem(".issuer", why);
+                        None
+                    }
+                }
             }
-            (None, None, true) => JwksSource::File(dev_keys_dir.join(format!("{name}.jwks.json"))),
+            (None, None, true) => Some(JwksSource::File(dev_keys_dir.join(format!("{name}.jwks.json")))),
             (_, _, true) => {
-                return Err(ConfigError(format!(
-                    "{}: a dev_key pool keeps its keys in dev.keys_dir; remove jwks_uri and jwks_file",
-                    key("dev_key")
-                )));
+                problem(
+                    ".dev_key",
+                    "a dev_key pool keeps its keys in dev.keys_dir; remove jwks_uri and jwks_file".into(),
+                );
+                None
             }
         };
         if self.token_use.is_empty() {
-            return Err(ConfigError(format!("{}: list at least one of `id`, `access`", key("token_use"))));
+            problem(".token_use", "list at least one of `id`, `access`".into());
         }
         let clients = match (self.allow_any_client, self.client_ids.is_empty()) {
-            (true, true) => ClientPolicy::Any,
+            (true, true) => Some(ClientPolicy::Any),
             (true, false) => {
-                return Err(ConfigError(format!(
-                    "{}: set either client_ids or allow_any_client, not both",
-                    key("allow_any_client")
-                )));
+                problem(".allow_any_client", "set either client_ids or allow_any_client, not both".into());
+                None
             }
             (false, true) => {
-                return Err(ConfigError(format!(
-                    "{}: must not be empty unless allow_any_client = true",
-                    key("client_ids")
-                )));
+                problem(".client_ids", "must not be empty unless allow_any_client = true".into());
+                None
             }
-            (false, false) => ClientPolicy::Only(self.client_ids.into_iter().collect()),
+            (false, false) => Some(ClientPolicy::Only(self.client_ids.into_iter().collect())),
         };
         let namespace = self.namespace.unwrap_or_else(|| pascal_case(name));
         if !is_identifier(&namespace) {
-            return Err(ConfigError(format!("{}: `{namespace}` is not a Cedar identifier", key("namespace"))));
+            problem(".namespace", format!("`{namespace}` is not a Cedar identifier"));
         }
         for attribute in self.attributes.keys() {
             if !is_identifier(attribute) || RESERVED_ATTRIBUTES.contains(&attribute.as_str()) {
-                return Err(ConfigError(format!(
-                    "{}: `{attribute}` is reserved or not a Cedar identifier",
-                    key("attributes")
-                )));
+                problem(".attributes", format!("`{attribute}` is reserved or not a Cedar identifier"));
             }
         }
         let leeway = self.leeway.unwrap_or(Duration::ZERO);
         if leeway > MAX_LEEWAY {
-            return Err(ConfigError(format!("{}: at most 60s", key("leeway"))));
+            problem(".leeway", "at most 60s".into());
         }
         if self.alternative_issuers.iter().any(String::is_empty) {
-            return Err(ConfigError(format!("{}: must not contain empty strings", key("alternative_issuers"))));
+            problem(".alternative_issuers", "must not contain empty strings".into());
         }
+        let (Some(jwks), Some(clients), true) = (jwks, clients, problems.is_empty()) else {
+            return Err(problems);
+        };
         Ok(PoolSettings {
             name: name.to_owned(),
             issuer: self.issuer,
@@ -549,10 +558,10 @@ impl RawPool {
 /// Principal attributes poolgate sets itself; a mapped claim may not overwrite them.
 pub const RESERVED_ATTRIBUTES: &[&str] = &["sub", "pool", "token_use", "email", "flags", "scopes"];
 
-fn check_http_url(uri: &str, key: &str) -> Result<String, ConfigError> {
+fn http_url(uri: &str) -> Result<String, String> {
     match reqwest::Url::parse(uri) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(uri.to_owned()),
-        _ => Err(ConfigError(format!("{key}: `{uri}` is not an http(s) URL"))),
+        _ => Err(format!("`{uri}` is not an http(s) URL")),
     }
 }
 

@@ -129,17 +129,17 @@ pub fn claims_for(pool: &PoolSettings, spec: &TokenSpec) -> Map<String, Value> {
 /// Makes sure every `dev_key` pool has a key and a JWKS file; generates missing ones.
 pub fn ensure_keys(settings: &Settings) -> anyhow::Result<()> {
     for pool in settings.pools.iter().filter(|pool| pool.dev_key) {
-        let (key_path, jwks_path) = paths(&settings.dev_keys_dir, &pool.name);
+        let (key_path, jwks_path) = paths(&settings.dev.keys_dir, &pool.name);
         if key_path.exists() && jwks_path.exists() {
             continue;
         }
-        std::fs::create_dir_all(&settings.dev_keys_dir)
-            .with_context(|| format!("cannot create {}", settings.dev_keys_dir.display()))?;
+        std::fs::create_dir_all(&settings.dev.keys_dir)
+            .with_context(|| format!("cannot create {}", settings.dev.keys_dir.display()))?;
         let key = SigningKey::generate(&format!("dev-{}", pool.name))?;
         write_private(&key_path, &key.to_pem()?)?;
         let jwks = serde_json::to_vec_pretty(&json!({"keys": [key.jwk()]}))?;
         std::fs::write(&jwks_path, jwks).with_context(|| format!("cannot write {}", jwks_path.display()))?;
-        tracing::warn!(pool = %pool.name, dir = %settings.dev_keys_dir.display(), "generated a development signing key");
+        tracing::warn!(pool = %pool.name, dir = %settings.dev.keys_dir.display(), "generated a development signing key");
     }
     Ok(())
 }
@@ -165,7 +165,7 @@ impl<'a> Minter<'a> {
             bail!("pool `{pool_name}` is not a dev_key pool; poolgate holds no key for it");
         }
         ensure_keys(settings)?;
-        let (key_path, _) = paths(&settings.dev_keys_dir, &pool.name);
+        let (key_path, _) = paths(&settings.dev.keys_dir, &pool.name);
         let pem = std::fs::read_to_string(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
         let key = SigningKey::from_pem(&format!("dev-{}", pool.name), &pem)?;
         Ok(Self { pool, key })

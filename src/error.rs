@@ -1,8 +1,12 @@
-//! The one place where errors become HTTP responses.
+//! The one place where errors become HTTP responses, and where the stable error codes live.
 //!
-//! Each stage has its own error type; [`ApiError`] wraps them and its `ResponseError` impl picks
-//! the status, the stable `error` code and the `WWW-Authenticate` header. Client faults are
-//! logged at debug, server faults at error; bodies never carry internal detail.
+//! Each stage has its own error type, which keeps its cause as a `#[source]`; [`ApiError`]
+//! wraps them and its `ResponseError` impl picks the status, the stable `error` code and the
+//! `WWW-Authenticate` header. Server faults are logged at error with the whole cause chain, and
+//! their bodies carry no internal detail; client faults are logged at debug, and their bodies
+//! explain the mistake (the chain, joined by `: `).
+
+use std::fmt::Write as _;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -10,6 +14,8 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::decision::DecisionError;
+use crate::forward::ForwardError;
+use crate::limits::{MAX_HEADER_BYTES, MAX_HEADERS};
 use crate::principal::PrincipalError;
 use crate::token::TokenError;
 
@@ -25,6 +31,9 @@ pub enum ApiError {
     /// The question could not be decided (`400` or `500`).
     #[error(transparent)]
     Decision(#[from] DecisionError),
+    /// A proxied request could not be translated (`403`, `400` or `503`).
+    #[error(transparent)]
+    Forward(#[from] ForwardError),
     /// The request body is not what the endpoint takes (`400`).
     #[error("{0}")]
     InvalidRequest(String),
@@ -32,11 +41,7 @@ pub enum ApiError {
     #[error("the request body is larger than {0} bytes")]
     BodyTooLarge(usize),
     /// The request's headers are too many or too large (`431`).
-    #[error(
-        "the request headers exceed {} headers or {} bytes",
-        crate::http::MAX_HEADERS,
-        crate::http::MAX_HEADER_BYTES
-    )]
+    #[error("the request headers exceed {MAX_HEADERS} headers or {MAX_HEADER_BYTES} bytes")]
     HeadersTooLarge,
     /// The answer took longer than `server.request_timeout` (`503`).
     #[error("the request took too long")]
@@ -56,27 +61,46 @@ impl ApiError {
     /// The stable error code of the response body.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::Token(err) => err.code(),
+            ApiError::Token(err) => token_code(err),
             ApiError::Principal(PrincipalError::Disabled) => "principal_disabled",
             ApiError::Principal(PrincipalError::Revoked) => "token_revoked",
             ApiError::Principal(PrincipalError::NotRegistered) => "principal_not_registered",
-            ApiError::Principal(PrincipalError::DatabaseUnavailable(_)) => "database_unavailable",
-            ApiError::Decision(DecisionError::InvalidRequest(_) | DecisionError::InvalidContext(_))
-            | ApiError::InvalidRequest(_) => "invalid_request",
-            ApiError::Decision(DecisionError::PrincipalSchema(_)) => "internal_error",
+            ApiError::Principal(PrincipalError::DatabaseUnavailable(_))
+            | ApiError::Forward(ForwardError::DatabaseUnavailable(_)) => "database_unavailable",
+            ApiError::Decision(err) | ApiError::Forward(ForwardError::Decision(err)) if err.is_caller_fault() => {
+                "invalid_request"
+            }
+            ApiError::Decision(_) | ApiError::Forward(ForwardError::Decision(_)) => "internal_error",
+            ApiError::Forward(ForwardError::Headers(_)) | ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::Forward(ForwardError::Route(_)) => "no_route",
+            ApiError::Forward(ForwardError::NotAnswerable(_)) => "not_answerable",
+            ApiError::Forward(ForwardError::NoSuchResource) => "no_such_resource",
             ApiError::BodyTooLarge(_) => "payload_too_large",
             ApiError::Timeout => "timeout",
             ApiError::HeadersTooLarge => "headers_too_large",
         }
     }
 
+    /// The message a caller sees: the whole chain for its own mistakes, nothing internal for
+    /// server faults.
     fn message(&self) -> String {
-        match self {
-            ApiError::Principal(PrincipalError::DatabaseUnavailable(_)) => "the database is unavailable".to_owned(),
-            ApiError::Decision(DecisionError::PrincipalSchema(_)) => "internal error".to_owned(),
-            other => other.to_string(),
+        match self.status_code() {
+            StatusCode::INTERNAL_SERVER_ERROR => "internal error".to_owned(),
+            status if status.is_server_error() => self.to_string(),
+            _ => chain(self),
         }
     }
+}
+
+/// An error and its sources, joined by `: `.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
 }
 
 impl ResponseError for ApiError {
@@ -84,11 +108,15 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Token(TokenError::KeysUnavailable { .. })
             | ApiError::Principal(PrincipalError::DatabaseUnavailable(_))
+            | ApiError::Forward(ForwardError::DatabaseUnavailable(_))
             | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Token(_) | ApiError::Principal(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Decision(DecisionError::InvalidRequest(_) | DecisionError::InvalidContext(_))
-            | ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Decision(DecisionError::PrincipalSchema(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Decision(err) | ApiError::Forward(ForwardError::Decision(err)) if err.is_caller_fault() => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Decision(_) | ApiError::Forward(ForwardError::Decision(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Forward(ForwardError::Headers(_)) | ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forward(_) => StatusCode::FORBIDDEN,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
@@ -97,15 +125,43 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         if status.is_server_error() {
-            tracing::error!(code = self.code(), error = %self, "request failed");
+            tracing::error!(code = self.code(), error = chain(self), "request failed");
         } else {
-            tracing::debug!(code = self.code(), error = %self, "request rejected");
+            tracing::debug!(code = self.code(), error = chain(self), "request rejected");
         }
         let mut response = HttpResponse::build(status);
         if status == StatusCode::UNAUTHORIZED {
             response
                 .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#)));
         }
+        if status == StatusCode::FORBIDDEN {
+            // Forward-auth's refusals before a decision read like a deny with no policy.
+            return response.json(serde_json::json!({
+                "decision": "deny", "determining_policies": [], "errors": [chain(self)],
+            }));
+        }
         response.json(ErrorBody { error: self.code(), message: self.message() })
+    }
+}
+
+/// The stable code of each token rejection.
+fn token_code(err: &TokenError) -> &'static str {
+    match err {
+        TokenError::MissingToken => "missing_token",
+        TokenError::Malformed(_) => "malformed_token",
+        TokenError::TooLarge => "token_too_large",
+        TokenError::UnsupportedAlgorithm(_) => "unsupported_algorithm",
+        TokenError::UnknownIssuer => "unknown_issuer",
+        TokenError::UnknownKey => "unknown_key",
+        TokenError::InvalidSignature => "invalid_signature",
+        TokenError::Expired => "token_expired",
+        TokenError::NotYetValid => "token_not_yet_valid",
+        TokenError::IssuedInFuture => "issued_in_future",
+        TokenError::WrongTokenUse => "wrong_token_use",
+        TokenError::ClientNotAllowed => "client_not_allowed",
+        TokenError::InvalidClaims(_) => "invalid_claims",
+        TokenError::TooOld => "token_too_old",
+        TokenError::PairMismatch(_) => "token_pair_mismatch",
+        TokenError::KeysUnavailable { .. } => "jwks_unavailable",
     }
 }

@@ -10,8 +10,8 @@
 //!    verified claims with the user's permission flags; caches stay coherent across replicas.
 //! 3. [`decision`]: evaluate the Cedar policies in `policies/`; any error means deny.
 //!
-//! Reverse proxies ask `/v1/forward-auth` instead; the route table in `policies/routes.toml`
-//! turns the original method and path into the action and resource.
+//! Reverse proxies ask `/v1/forward-auth` instead; [`forward`] turns the original method and
+//! path into the action and resource, by the route table in `policies/routes.toml`.
 //!
 //! [`http`] exposes the stages, [`error`] maps their failures to HTTP, [`startup`] wires it all
 //! from [`config`]; [`db`] owns the connection and migrations, [`dev`] the local dev keys.
@@ -20,12 +20,14 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod decision;
+pub mod decision_log;
 pub mod dev;
 pub mod error;
+pub mod forward;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod principal;
-pub mod resources;
 pub mod startup;
 pub mod telemetry;
 pub mod token;

@@ -16,6 +16,8 @@ pub struct Metrics {
     pub cache_lookups: IntCounterVec,
     /// Failed database reads.
     pub database_errors: IntCounter,
+    /// Decision records dropped because the writer's queue was full.
+    pub decision_log_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -37,12 +39,17 @@ impl Metrics {
         let cache_lookups =
             IntCounterVec::new(Opts::new("poolgate_cache_lookups_total", "Cache lookups"), &["cache", "result"])?;
         let database_errors = IntCounter::new("poolgate_database_errors_total", "Failed database reads")?;
+        let decision_log_dropped = IntCounter::new(
+            "poolgate_decision_log_dropped_total",
+            "Decision records dropped because the decision log's queue was full",
+        )?;
         registry.register(Box::new(decisions.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(jwks_fetches.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(database_errors.clone()))?;
-        Ok(Self { registry, decisions, latency, jwks_fetches, cache_lookups, database_errors })
+        registry.register(Box::new(decision_log_dropped.clone()))?;
+        Ok(Self { registry, decisions, latency, jwks_fetches, cache_lookups, database_errors, decision_log_dropped })
     }
 
     /// The text exposition format.

@@ -14,30 +14,29 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use tracing_actix_web::TracingLogger;
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
 use crate::config::Settings;
+use crate::decision::PolicySources;
 use crate::decision::reload::{self, Policies};
-use crate::decision::{Decider, PolicySources};
+use crate::decision_log::DecisionLog;
+use crate::forward::resources::ResourceStore;
 use crate::http::openapi::{self, ApiDoc, Document};
-use crate::http::{self, AppState};
+use crate::http::pipeline::{limit_headers, request_id};
+use crate::http::state::AppState;
 use crate::metrics::Metrics;
 use crate::principal::coherence::{self, Caches};
 use crate::principal::store::PrincipalStore;
-use crate::resources::ResourceStore;
-use crate::telemetry::DecisionLog;
 use crate::token::Verifier;
-use crate::token::jwks::Jwks;
-use crate::token::pool::Pool;
-use crate::{db, dev};
+use crate::{db, decision, dev, http};
 
 /// A bound, ready-to-run server.
 pub struct Application {
     port: u16,
     server: Server,
     background: Vec<tokio::task::JoinHandle<()>>,
+    decision_log: Arc<DecisionLog>,
 }
 
 impl Application {
@@ -46,12 +45,15 @@ impl Application {
         self.port
     }
 
-    /// Serves until the server stops (SIGINT or SIGTERM: in-flight requests finish first).
+    /// Serves until the server stops (SIGINT or SIGTERM: in-flight requests finish first),
+    /// then writes every queued decision record.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         for task in self.background {
             task.abort();
         }
+        let decision_log = self.decision_log;
+        let _ = tokio::task::spawn_blocking(move || decision_log.close()).await;
         result
     }
 }
@@ -60,28 +62,28 @@ impl Application {
 pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Application> {
     dev::ensure_keys(&settings)?;
     let sources = PolicySources::from(&settings);
-    let policies = Arc::new(Policies::new(Decider::load(&sources)?, sources));
+    let policies = Arc::new(Policies::new(decision::load(&sources)?, sources));
     let db = db::connect(&settings.database).await?;
     db::migrate(&db, &settings.database).await?;
 
     let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
-    let jwks =
-        Jwks::new(&settings.jwks, &settings.pools, Arc::clone(&metrics)).context("cannot build the HTTP client")?;
-    let pools = settings.pools.iter().cloned().map(Pool::new).map(Arc::new).collect();
-    let verifier = Verifier::new(pools, jwks, &settings.cache);
-    verifier.jwks().refresh_all().await;
+    let verifier =
+        Verifier::start(&settings, Arc::clone(&metrics)).await.context("cannot build the key-set HTTP client")?;
 
-    let resources = Arc::new(ResourceStore::new(db.clone(), settings.resource_queries.clone(), &settings.cache));
-    let principals = Arc::new(PrincipalStore::new(db, &settings.cache, Arc::clone(&metrics)));
+    let resources = Arc::new(ResourceStore::new(db.clone(), &settings));
+    let principals = Arc::new(PrincipalStore::new(db, &settings, Arc::clone(&metrics)));
+    let decision_log = Arc::new(
+        DecisionLog::start(&settings.decision_log, Arc::clone(&metrics)).context("cannot open the decision log")?,
+    );
     let state = web::Data::new(AppState {
         verifier,
         principals: Arc::clone(&principals),
         policies: Arc::clone(&policies),
         resources: Arc::clone(&resources),
-        decision_log: DecisionLog::new(&settings.decision_log, Arc::clone(&metrics)),
+        decision_log: Arc::clone(&decision_log),
         metrics,
-        max_body_bytes: settings.max_body_bytes,
-        request_timeout: settings.request_timeout,
+        max_body_bytes: settings.server.max_body_bytes,
+        request_timeout: settings.server.request_timeout,
     });
     let mut background: Vec<_> = settings
         .pools
@@ -102,7 +104,7 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
         settings.database.change_poll_interval,
         Caches { principals: Arc::clone(&principals), resources },
     )));
-    background.push(reload::follow(policies, settings.policies_watch).context("cannot watch the policies")?);
+    background.push(reload::follow(policies, settings.policies.watch).context("cannot watch the policies")?);
     let purge_interval = settings.database.purge_interval;
     background.push(tokio::spawn(async move {
         loop {
@@ -124,13 +126,13 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
             .configure(http::routes)
             .split_for_parts();
         let document = Document(api.to_json().unwrap_or_default());
-        app.wrap(from_fn(http::limit_headers))
-            .wrap(TracingLogger::default())
+        app.wrap(from_fn(limit_headers))
+            .wrap(from_fn(request_id))
             .app_data(web::Data::new(document))
             .route("/openapi.json", web::get().to(openapi::openapi_json))
     })
-    .client_request_timeout(settings.request_timeout)
+    .client_request_timeout(settings.server.request_timeout)
     .listen(listener)?
     .run();
-    Ok(Application { port, server, background })
+    Ok(Application { port, server, background, decision_log })
 }

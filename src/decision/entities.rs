@@ -39,7 +39,7 @@ impl PrincipalTypes {
     pub fn new(namespace: &str) -> Result<Self, DecisionError> {
         let parse = |name: &str| {
             EntityTypeName::from_str(&format!("{namespace}::{name}"))
-                .map_err(|err| DecisionError::PrincipalSchema(format!("namespace `{namespace}`: {err}")))
+                .map_err(|err| DecisionError::PrincipalSchema { owner: namespace.to_owned(), source: err.into() })
         };
         Ok(Self { user: parse("User")?, group: parse("Group")? })
     }
@@ -73,7 +73,7 @@ pub fn principal_entity(principal: &Principal, types: &PrincipalTypes) -> Result
         .collect();
     let uid = EntityUid::from_type_name_and_id(types.user.clone(), EntityId::new(&principal.sub));
     Entity::new(uid, attrs, parents)
-        .map_err(|err| DecisionError::PrincipalSchema(format!("pool `{}`: {err}", principal.pool)))
+        .map_err(|err| DecisionError::PrincipalSchema { owner: principal.pool.clone(), source: err.into() })
 }
 
 /// Checks a principal's entity against the schema: attribute names and types, parent types.
@@ -81,12 +81,12 @@ pub fn check_principal_shape(principal: &Principal, schema: &Schema) -> Result<(
     let entity = principal_entity(principal, &PrincipalTypes::new(&principal.namespace)?)?;
     Entities::from_entities([entity], Some(schema))
         .map(|_| ())
-        .map_err(|err| DecisionError::PrincipalSchema(format!("pool `{}`: {err}", principal.pool)))
+        .map_err(|err| DecisionError::PrincipalSchema { owner: principal.pool.clone(), source: err.into() })
 }
 
 /// The schema's entity type `<namespace>::<type_name>`, if it exists.
 pub fn resource_type(namespace: &str, type_name: &str, schema: &Schema) -> Result<EntityTypeName, DecisionError> {
-    let unknown = || DecisionError::InvalidRequest(format!("unknown resource type `{type_name}`"));
+    let unknown = || DecisionError::UnknownResourceType(type_name.to_owned());
     if !is_identifier(type_name) {
         return Err(unknown());
     }
@@ -109,28 +109,27 @@ pub fn cedar_input(
     schema: &Schema,
     actions: Option<&Entities>,
 ) -> Result<CedarInput, DecisionError> {
-    let invalid = |message: String| DecisionError::InvalidRequest(message);
     let resource_type = resource_type(namespace, &ask.resource.type_name, schema)?;
     let resource_uid = EntityUid::from_type_name_and_id(resource_type, EntityId::new(&ask.resource.id));
     let action_type = EntityTypeName::from_str(&format!("{namespace}::Action"))
-        .map_err(|_| DecisionError::PrincipalSchema(format!("namespace `{namespace}` is not valid")))?;
+        .map_err(|err| DecisionError::PrincipalSchema { owner: namespace.to_owned(), source: err.into() })?;
     let action = EntityUid::from_type_name_and_id(action_type, EntityId::new(&ask.action));
     if !schema.actions().any(|known| known == &action) {
-        return Err(invalid(format!("unknown action `{}`", ask.action)));
+        return Err(DecisionError::UnknownAction(ask.action.clone()));
     }
     // An empty context skips the JSON parse; `Request::new` checks it against the schema below.
     let context = if ask.context.is_empty() {
         Context::empty()
     } else {
         Context::from_json_value(Value::Object(ask.context.clone()), Some((schema, &action)))
-            .map_err(|err| DecisionError::InvalidContext(err.to_string()))?
+            .map_err(|err| DecisionError::InvalidContext(err.into()))?
     };
     let request = Request::new(principal.uid(), action, resource_uid.clone(), context, Some(schema)).map_err(
         |err| match err {
             RequestValidationError::InvalidContext(_) | RequestValidationError::TypeOfContext(_) => {
-                DecisionError::InvalidContext(err.to_string())
+                DecisionError::InvalidContext(err.into())
             }
-            err => invalid(format!("request does not match the schema: {err}")),
+            err => DecisionError::InvalidRequest(err.into()),
         },
     )?;
     let checked = match (actions, plain_resource(&resource_uid, &ask.resource.attributes)) {
@@ -148,11 +147,11 @@ pub fn cedar_input(
                 "parents": [],
             });
             let resource = Entity::from_json_value(resource, Some(schema))
-                .map_err(|err| invalid(format!("resource does not match the schema: {err}")))?;
+                .map_err(|err| DecisionError::InvalidRequest(err.into()))?;
             actions.cloned().unwrap_or_else(Entities::empty).add_entities([principal, resource], None)
         }
     }
-    .map_err(|err| invalid(format!("entities do not match the schema: {err}")))?;
+    .map_err(|err| DecisionError::InvalidRequest(err.into()))?;
     Ok(CedarInput { request, entities })
 }
 

@@ -10,38 +10,76 @@ pub mod entities;
 pub mod policies;
 pub mod policy_tests;
 pub mod reload;
-pub mod routes;
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use cedar_policy::{
     ActionConstraint, Authorizer, Decision as CedarDecision, Entities, EntityTypeName, Policy, PolicySet, Schema,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::{PoolSettings, Settings, TokenUse};
 use crate::decision::entities::PrincipalTypes;
 use crate::decision::policies::{PolicyBundle, PolicyLoadError};
-use crate::decision::routes::RouteTable;
+use crate::forward::routes::RouteTable;
 use crate::principal::Principal;
+
+/// A cause kept as the source of a [`DecisionError`]: Cedar's own error types.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why no decision could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum DecisionError {
-    /// The action or resource does not fit the schema: the caller's mistake (`400`).
-    #[error("{0}")]
-    InvalidRequest(String),
+    /// The caller named a resource type the token's pool does not have (`400`).
+    #[error("unknown resource type `{0}`")]
+    UnknownResourceType(String),
+    /// The caller named an action the token's pool does not have (`400`).
+    #[error("unknown action `{0}`")]
+    UnknownAction(String),
+    /// The action does not apply to these principal and resource types, or the resource's
+    /// attributes do not fit the schema (`400`).
+    #[error("the request does not match the schema")]
+    InvalidRequest(#[source] Cause),
     /// The context does not fit the action's context type: the caller's mistake too (`400`),
     /// kept apart because it concerns one action only.
-    #[error("context does not match the schema: {0}")]
-    InvalidContext(String),
+    #[error("context does not match the schema")]
+    InvalidContext(#[source] Cause),
     /// The principal built from a valid token does not fit the schema: a configuration mistake
     /// (a mapped attribute the schema lacks), never the caller's (`500`).
-    #[error("principal does not match the schema: {0}")]
-    PrincipalSchema(String),
+    #[error("the principal of `{owner}` does not match the schema")]
+    PrincipalSchema {
+        /// The pool or namespace the principal belongs to.
+        owner: String,
+        /// Cedar's complaint.
+        #[source]
+        source: Cause,
+    },
+    /// One item of a list failed; the list's field and the index name it (`400`).
+    #[error("{list}[{index}]")]
+    Item {
+        /// The request field holding the list, e.g. `items`.
+        list: &'static str,
+        /// Position in the list, from 0.
+        index: usize,
+        /// Why the item failed.
+        #[source]
+        source: Box<DecisionError>,
+    },
+}
+
+impl DecisionError {
+    /// Whether the caller's request is at fault (a `400`), rather than the configuration.
+    pub fn is_caller_fault(&self) -> bool {
+        match self {
+            DecisionError::PrincipalSchema { .. } => false,
+            DecisionError::Item { source, .. } => source.is_caller_fault(),
+            _ => true,
+        }
+    }
 }
 
 /// One access question: may the principal do `action` on `resource`?
@@ -59,7 +97,7 @@ pub struct AccessRequest {
 }
 
 /// A resource named by the caller.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceRef {
     /// Entity type within the pool's namespace, e.g. `Stock`.
@@ -87,11 +125,29 @@ pub struct PolicySources {
 impl From<&Settings> for PolicySources {
     fn from(settings: &Settings) -> Self {
         Self {
-            dir: settings.policies_dir.clone(),
+            dir: settings.policies.dir.clone(),
             pools: settings.pools.clone(),
-            resource_queries: settings.resource_queries.keys().cloned().collect(),
+            resource_queries: settings.resources.keys().cloned().collect(),
         }
     }
+}
+
+/// Everything the policies folder holds: the decider, and the route table forward-auth
+/// translates proxied requests with (checked against the same schema, reloaded with it).
+pub struct PolicyFolder {
+    /// Schema, policies and Cedar.
+    pub decider: Decider,
+    /// `routes.toml`.
+    pub routes: RouteTable,
+}
+
+/// Loads the policies folder and checks that every pool's principal (with its mapped
+/// attributes) fits the schema; every problem is listed.
+pub fn load(sources: &PolicySources) -> Result<PolicyFolder, PolicyLoadError> {
+    let queried = sources.resource_queries.iter().cloned().collect();
+    let (bundle, routes) = policies::load(&sources.dir, &queried)?;
+    let decider = Decider::new(bundle)?.check_pools(sources)?;
+    Ok(PolicyFolder { decider, routes })
 }
 
 /// Cedar's answer, read strictly.
@@ -114,7 +170,6 @@ pub struct Decider {
     by_namespace: HashMap<String, PolicySet>,
     /// Each namespace's principal entity types.
     principal_types: HashMap<String, PrincipalTypes>,
-    routes: RouteTable,
     version: String,
     /// The schema's action entities, built once, when the schema groups actions: each request
     /// then only adds its two entities. Without groups no policy needs them.
@@ -123,11 +178,10 @@ pub struct Decider {
 }
 
 impl Decider {
-    /// Wraps a validated policy bundle.
-    pub fn new(bundle: PolicyBundle) -> Result<Self, PolicyLoadError> {
-        let schema_problem = |err: &dyn std::fmt::Display| PolicyLoadError {
-            problems: vec![format!("{}: {err}", policies::SCHEMA_FILE)],
-        };
+    /// Wraps a validated schema and policy set.
+    fn new(bundle: PolicyBundle) -> Result<Self, PolicyLoadError> {
+        let schema_problem =
+            |err: &dyn fmt::Display| PolicyLoadError { problems: vec![format!("{}: {err}", policies::SCHEMA_FILE)] };
         let grouped = bundle.schema.action_groups().next().is_some();
         let actions =
             if grouped { Some(bundle.schema.action_entities().map_err(|err| schema_problem(&err))?) } else { None };
@@ -143,18 +197,19 @@ impl Decider {
             policies: bundle.policies,
             by_namespace,
             principal_types,
-            routes: bundle.routes,
             version: bundle.version,
             actions,
             authorizer: Authorizer::new(),
         })
     }
 
-    /// Loads the policies folder and checks that every pool's principal (with its mapped
-    /// attributes) fits the schema; every problem is listed.
+    /// Loads the policies folder; see [`load`].
     pub fn load(sources: &PolicySources) -> Result<Self, PolicyLoadError> {
-        let queried = sources.resource_queries.iter().cloned().collect();
-        let decider = Self::new(policies::load(&sources.dir, &queried)?)?;
+        load(sources).map(|folder| folder.decider)
+    }
+
+    fn check_pools(self, sources: &PolicySources) -> Result<Self, PolicyLoadError> {
+        let decider = self;
         let mut problems = Vec::new();
         for pool in &sources.pools {
             let sample = Principal {
@@ -178,11 +233,6 @@ impl Decider {
     /// Content hash of the policy folder this set was loaded from.
     pub fn version(&self) -> &str {
         &self.version
-    }
-
-    /// The route table for forward-auth.
-    pub fn routes(&self) -> &RouteTable {
-        &self.routes
     }
 
     /// The schema the policies were validated against.
@@ -211,9 +261,7 @@ impl Decider {
             .enumerate()
             .map(|(index, ask)| {
                 self.decide_for_entity(entity.clone(), &principal.namespace, ask).map_err(|err| match err {
-                    err @ (DecisionError::InvalidRequest(_) | DecisionError::InvalidContext(_)) => {
-                        DecisionError::InvalidRequest(format!("items[{index}]: {err}"))
-                    }
+                    err if err.is_caller_fault() => DecisionError::Item { list: "items", index, source: Box::new(err) },
                     other => other,
                 })
             })

@@ -16,7 +16,7 @@ use cedar_policy::{PolicyId, PolicySet, Schema, ValidationMode, Validator};
 use miette::Diagnostic;
 use sha2::{Digest, Sha256};
 
-use crate::decision::routes::RouteTable;
+use crate::forward::routes::{ROUTES_FILE, RouteTable};
 
 /// The schema file's name inside the policies folder.
 pub const SCHEMA_FILE: &str = "schema.cedarschema";
@@ -27,8 +27,6 @@ pub struct PolicyBundle {
     pub schema: Schema,
     /// All policies, with stable ids.
     pub policies: PolicySet,
-    /// Method + path → action and resource, for forward-auth.
-    pub routes: RouteTable,
     /// SHA-256 over the names and contents of every file read: identical folders on several
     /// replicas report the same version.
     pub version: String,
@@ -55,7 +53,8 @@ impl std::error::Error for PolicyLoadError {}
 
 /// Loads and validates `dir`.
 /// `queried` names the resource types whose attributes a configured query supplies.
-pub fn load(dir: &Path, queried: &BTreeSet<String>) -> Result<PolicyBundle, PolicyLoadError> {
+/// The route table for forward-auth comes with it, checked against the same schema.
+pub fn load(dir: &Path, queried: &BTreeSet<String>) -> Result<(PolicyBundle, RouteTable), PolicyLoadError> {
     let mut problems = Vec::new();
     let mut version = Sha256::new();
     let mut read = |path: &Path| {
@@ -125,19 +124,21 @@ pub fn load(dir: &Path, queried: &BTreeSet<String>) -> Result<PolicyBundle, Poli
     }
 
     let routes = match &schema {
-        Some(schema) => {
-            RouteTable::load(dir, schema, queried).map_err(|route_problems| problems.extend(route_problems)).ok()
-        }
+        Some(schema) => RouteTable::load(dir, schema, queried)
+            .map_err(|route_problems| {
+                problems.extend(route_problems.into_iter().map(|err| format!("{:#}", anyhow::Error::new(err))))
+            })
+            .ok(),
         None => None,
     };
-    if let Ok(routes) = std::fs::read(dir.join(crate::decision::routes::ROUTES_FILE)) {
-        version.update(crate::decision::routes::ROUTES_FILE);
+    if let Ok(routes) = std::fs::read(dir.join(ROUTES_FILE)) {
+        version.update(ROUTES_FILE);
         version.update([0]);
         version.update(routes);
     }
     let version = format!("{:x}", version.finalize());
     match (schema, routes) {
-        (Some(schema), Some(routes)) if problems.is_empty() => Ok(PolicyBundle { schema, policies, routes, version }),
+        (Some(schema), Some(routes)) if problems.is_empty() => Ok((PolicyBundle { schema, policies, version }, routes)),
         _ => Err(PolicyLoadError { problems }),
     }
 }

@@ -18,6 +18,29 @@ use crate::principal::Principal;
 /// The folder of test files inside the policies folder.
 pub const TESTS_DIR: &str = "tests";
 
+/// Why the test files could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyTestError {
+    /// The folder or a file could not be read.
+    #[error("cannot read `{}`", .path.display())]
+    Read {
+        /// The folder or file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is not a valid test file.
+    #[error("`{}` is not a valid test file", .path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error.
+        #[source]
+        source: toml::de::Error,
+    },
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TestFile {
@@ -25,39 +48,55 @@ struct TestFile {
     case: Vec<Case>,
 }
 
-/// One test case.
-#[derive(Debug, Deserialize)]
+/// One test case: a principal described directly, a question, and the expected answer.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Case {
-    name: String,
-    pool: String,
-    sub: String,
+pub struct Case {
+    /// `file stem: name` once loaded; the name alone as written.
+    pub name: String,
+    /// Pool name.
+    pub pool: String,
+    /// The principal's `sub`.
+    pub sub: String,
+    /// The principal's groups.
     #[serde(default)]
-    groups: Vec<String>,
+    pub groups: Vec<String>,
+    /// Token claims, mapped by the pool's attribute mapping.
     #[serde(default)]
-    claims: BTreeMap<String, String>,
+    pub claims: BTreeMap<String, String>,
+    /// Permission flags.
     #[serde(default)]
-    flags: Vec<String>,
+    pub flags: Vec<String>,
+    /// OAuth scopes.
     #[serde(default)]
-    scopes: Vec<String>,
+    pub scopes: Vec<String>,
+    /// The kind of token.
     #[serde(default = "id_token")]
-    token_use: TokenUse,
-    action: String,
-    resource: ResourceRef,
+    pub token_use: TokenUse,
+    /// The action.
+    pub action: String,
+    /// The resource.
+    pub resource: ResourceRef,
+    /// The request context.
     #[serde(default)]
-    context: Map<String, Value>,
-    expect: Expected,
-    policies: Option<Vec<String>>,
+    pub context: Map<String, Value>,
+    /// The expected decision.
+    pub expect: Expected,
+    /// The expected determining policies, in any order, when given.
+    pub policies: Option<Vec<String>>,
 }
 
 fn id_token() -> TokenUse {
     TokenUse::Id
 }
 
+/// An expected decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-enum Expected {
+pub enum Expected {
+    /// Allow.
     Allow,
+    /// Deny.
     Deny,
 }
 
@@ -72,30 +111,41 @@ pub struct CaseResult {
     pub detail: String,
 }
 
-/// Runs every case of every `*.toml` file in `<policies>/tests`, in file and case order.
-pub fn run(policies_dir: &Path, decider: &Decider, pools: &[PoolSettings]) -> Result<Vec<CaseResult>, String> {
+/// Every case of every `*.toml` file in `<policies>/tests`, in file and case order, each named
+/// `file stem: case name`.
+pub fn cases(policies_dir: &Path) -> Result<Vec<Case>, PolicyTestError> {
     let dir = policies_dir.join(TESTS_DIR);
+    let read_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| PolicyTestError::Read { path, source }
+    };
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|err| format!("{}: {err}", dir.display()))?
+        .map_err(read_error(&dir))?
         .filter_map(Result::ok)
         .map(|entry| entry.path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
         .collect();
     files.sort();
-    let mut results = Vec::new();
+    let mut cases = Vec::new();
     for path in files {
-        let text = std::fs::read_to_string(&path).map_err(|err| format!("{}: {err}", path.display()))?;
-        let file: TestFile = toml::from_str(&text).map_err(|err| format!("{}: {err}", path.display()))?;
+        let text = std::fs::read_to_string(&path).map_err(read_error(&path))?;
+        let file: TestFile =
+            toml::from_str(&text).map_err(|source| PolicyTestError::Parse { path: path.clone(), source })?;
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        for case in file.case {
-            let name = format!("{stem}: {}", case.name);
-            let (passed, detail) = match run_case(&case, decider, pools) {
-                Ok(outcome) => outcome,
-                Err(err) => (false, err),
-            };
-            results.push(CaseResult { name, passed, detail });
-        }
+        cases.extend(file.case.into_iter().map(|case| Case { name: format!("{stem}: {}", case.name), ..case }));
     }
+    Ok(cases)
+}
+
+/// Runs every case (see [`cases`]).
+pub fn run(policies_dir: &Path, decider: &Decider, pools: &[PoolSettings]) -> Result<Vec<CaseResult>, PolicyTestError> {
+    let results = cases(policies_dir)?
+        .into_iter()
+        .map(|case| {
+            let (passed, detail) = run_case(&case, decider, pools).unwrap_or_else(|err| (false, err));
+            CaseResult { name: case.name, passed, detail }
+        })
+        .collect();
     Ok(results)
 }
 
@@ -118,7 +168,7 @@ fn run_case(case: &Case, decider: &Decider, pools: &[PoolSettings]) -> Result<(b
     };
     let ask =
         AccessRequest { action: case.action.clone(), resource: case.resource.clone(), context: case.context.clone() };
-    let decision = decider.decide(&principal, &ask).map_err(|err| err.to_string())?;
+    let decision = decider.decide(&principal, &ask).map_err(|err| format!("{:#}", anyhow::Error::new(err)))?;
     let got = if decision.allow { Expected::Allow } else { Expected::Deny };
     // Cedar reports determining policies in no promised order.
     let sorted = |ids: &[String]| {

@@ -12,25 +12,25 @@ use notify::{RecursiveMode, Watcher};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::decision::policies::PolicyLoadError;
-use crate::decision::{Decider, PolicySources};
+use crate::decision::{self, PolicyFolder, PolicySources};
 
 /// Quiet time after a file event before reloading, so an editor's burst of writes is one reload.
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// The policy set in force.
 pub struct Policies {
-    current: RwLock<Arc<Decider>>,
+    current: RwLock<Arc<PolicyFolder>>,
     sources: PolicySources,
 }
 
 impl Policies {
     /// Wraps the set loaded at start-up.
-    pub fn new(decider: Decider, sources: PolicySources) -> Self {
-        Self { current: RwLock::new(Arc::new(decider)), sources }
+    pub fn new(folder: PolicyFolder, sources: PolicySources) -> Self {
+        Self { current: RwLock::new(Arc::new(folder)), sources }
     }
 
     /// The set in force now; hold on to it for the whole request.
-    pub fn current(&self) -> Arc<Decider> {
+    pub fn current(&self) -> Arc<PolicyFolder> {
         match self.current.read() {
             Ok(current) => Arc::clone(&current),
             // A writer only ever swaps an Arc; the value behind a poisoned lock is still whole.
@@ -40,17 +40,17 @@ impl Policies {
 
     /// Loads the folder again and swaps the new set in if it is valid; returns its version.
     pub fn reload(&self) -> Result<String, PolicyLoadError> {
-        let decider = Decider::load(&self.sources)?;
-        let version = decider.version().to_owned();
+        let folder = decision::load(&self.sources)?;
+        let version = folder.decider.version().to_owned();
         match self.current.write() {
-            Ok(mut current) => *current = Arc::new(decider),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(decider),
+            Ok(mut current) => *current = Arc::new(folder),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(folder),
         }
         Ok(version)
     }
 
     fn reload_and_log(&self, trigger: &str) {
-        let before = self.current().version().to_owned();
+        let before = self.current().decider.version().to_owned();
         match self.reload() {
             Ok(version) if version == before => tracing::debug!(trigger, version, "policies unchanged"),
             Ok(version) => tracing::info!(trigger, version, "policies reloaded"),

@@ -11,15 +11,13 @@
 use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, route, web};
-use serde_json::{Map, json};
+use serde_json::json;
 
-use crate::decision::routes::{RouteError, Target};
-use crate::decision::{AccessRequest, DecisionError, ResourceRef, entities};
 use crate::error::{ApiError, ErrorBody};
-use crate::http::AppState;
-use crate::http::check::{authenticate, guarded};
-use crate::principal::PrincipalError;
-use crate::resources::ResourceError;
+use crate::forward::routes::Target;
+use crate::forward::{self, ForwardError};
+use crate::http::pipeline::{authenticate, guarded, request_id_of};
+use crate::http::state::AppState;
 
 /// The endpoint's path; Envoy appends the original path to it.
 pub const PATH: &str = "/v1/forward-auth";
@@ -54,7 +52,7 @@ pub const PATH: &str = "/v1/forward-auth";
 )]
 pub async fn forward_auth(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    guarded(&state, started, decide(&request, &state, started)).await
+    guarded(&request, &state, started, decide(&request, &state, started)).await
 }
 
 /// Envoy's HTTP ext_authz: the original method, and the original path after the prefix.
@@ -81,49 +79,22 @@ pub async fn forward_auth(request: HttpRequest, state: web::Data<AppState>) -> R
 )]
 pub async fn forward_auth_prefixed(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    guarded(&state, started, decide(&request, &state, started)).await
+    guarded(&request, &state, started, decide(&request, &state, started)).await
 }
 
 async fn decide(request: &HttpRequest, state: &AppState, started: Instant) -> Result<HttpResponse, ApiError> {
     let (method, uri) = original_request(request)?;
-    let path = uri.split(['?', '#']).next().unwrap_or_default();
-    let decider = state.policies.current();
-    let (action, resource_type, resource_id) = match decider.routes().resolve(&method, path) {
-        Ok(Target::Public) => return Ok(HttpResponse::Ok().finish()),
-        Ok(Target::Protected { action, resource_type, resource_id }) => (action, resource_type, resource_id),
-        Err(err @ (RouteError::NoRoute { .. } | RouteError::NotCanonical)) => {
-            return Ok(forbidden(&err.to_string()));
-        }
+    let folder = state.policies.current();
+    let (action, resource_type, resource_id) = match forward::route(&folder.routes, &method, &uri)? {
+        Target::Public => return Ok(HttpResponse::Ok().finish()),
+        Target::Protected { action, resource_type, resource_id } => (action, resource_type, resource_id),
     };
     let principal = authenticate(request, state).await?;
-    // A type the token's pool does not have is denied before any query, and a missing row is
-    // an ordinary deny: a caller learns nothing about rows it may not see.
-    if let Err(DecisionError::InvalidRequest(message)) =
-        entities::resource_type(&principal.namespace, &resource_type, decider.schema())
-    {
-        return Ok(forbidden(&message));
-    }
-    let attributes = match state.resources.attributes(&resource_type, &resource_id).await {
-        Ok(attributes) => attributes.map(|attributes| (*attributes).clone()).unwrap_or_default(),
-        Err(ResourceError::NotFound { .. }) => return Ok(forbidden("denied")),
-        Err(ResourceError::DatabaseUnavailable(message)) => {
-            return Err(PrincipalError::DatabaseUnavailable(message).into());
-        }
-    };
-    let ask = AccessRequest {
-        action,
-        resource: ResourceRef { type_name: resource_type, id: resource_id, attributes },
-        context: Map::new(),
-    };
-    let decision = match decider.decide(&principal, &ask) {
-        Ok(decision) => decision,
-        // A route the token's pool cannot answer (no such action or type there) is a deny.
-        Err(err @ (DecisionError::InvalidRequest(_) | DecisionError::InvalidContext(_))) => {
-            return Ok(forbidden(&err.to_string()));
-        }
-        Err(err) => return Err(err.into()),
-    };
-    state.decision_log.decided(&principal, &ask, &decision, started);
+    let ask =
+        forward::question(action, resource_type, resource_id, &principal, &folder.decider, &state.resources).await?;
+    let decision = forward::decide(&folder.decider, &principal, &ask)?;
+    let version = folder.decider.version();
+    state.decision_log.decided(&request_id_of(request), &principal, &ask, &decision, version, started);
     if !decision.allow {
         return Ok(HttpResponse::Forbidden().json(json!({
             "decision": "deny",
@@ -132,12 +103,8 @@ async fn decide(request: &HttpRequest, state: &AppState, started: Instant) -> Re
         })));
     }
     let mut response = HttpResponse::Ok();
-    response
-        .insert_header(("X-Poolgate-Pool", principal.pool.as_str()))
-        .insert_header(("X-Poolgate-Sub", principal.sub.as_str()))
-        .insert_header(("X-Poolgate-Groups", principal.groups.join(",")));
-    for (name, value) in &principal.attributes {
-        response.insert_header((format!("X-Poolgate-Attr-{name}"), value.as_str()));
+    for header in forward::identity_headers(&principal) {
+        response.insert_header(header);
     }
     Ok(response.finish())
 }
@@ -157,14 +124,10 @@ fn original_request(request: &HttpRequest) -> Result<(String, String), ApiError>
     match present.as_slice() {
         [] => {}
         [(Some(method), Some(uri))] => return Ok((method.clone(), uri.clone())),
-        [_] => return Err(ApiError::InvalidRequest("forwarded method and URI must come together".into())),
-        _ => return Err(ApiError::InvalidRequest("both X-Forwarded-* and X-Original-* headers were sent".into())),
+        [_] => return Err(ForwardError::Headers("forwarded method and URI must come together").into()),
+        _ => return Err(ForwardError::Headers("both X-Forwarded-* and X-Original-* headers were sent").into()),
     }
     let rest = request.path().strip_prefix(PATH).unwrap_or_default();
     let path = if rest.is_empty() { "/" } else { rest };
     Ok((request.method().as_str().to_owned(), path.to_owned()))
-}
-
-fn forbidden(reason: &str) -> HttpResponse {
-    HttpResponse::Forbidden().json(json!({ "decision": "deny", "determining_policies": [], "errors": [reason] }))
 }

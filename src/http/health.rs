@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
 
-use crate::http::AppState;
+use crate::http::state::AppState;
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct Readiness {
@@ -39,7 +39,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let ready = database_ok && pools.values().all(|status| *status == "ok");
     let body = Readiness {
         ready,
-        policy_version: state.policies.current().version().to_owned(),
+        policy_version: state.policies.current().decider.version().to_owned(),
         database: if database_ok { "ok" } else { "unreachable" },
         pools,
     };

@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, get, web};
 
-use crate::http::AppState;
+use crate::http::state::AppState;
 
 /// The current value of every metric.
 #[utoipa::path(responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]

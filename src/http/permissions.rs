@@ -10,8 +10,9 @@ use serde_json::{Map, Value};
 
 use crate::decision::{DecisionError, ResourceRef};
 use crate::error::{ApiError, ErrorBody};
-use crate::http::AppState;
-use crate::http::check::{MAX_BATCH_ITEMS, authenticated, guarded};
+use crate::http::pipeline::{authenticate_then_read, guarded};
+use crate::http::state::AppState;
+use crate::limits::MAX_BATCH_ITEMS;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -55,27 +56,26 @@ pub async fn permissions(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    guarded(&state, started, list(&request, body, &state)).await
+    guarded(&request, &state, started, list(&request, body, &state)).await
 }
 
 async fn list(request: &HttpRequest, body: web::Payload, state: &AppState) -> Result<HttpResponse, ApiError> {
-    let (principal, ask): (_, PermissionsRequest) = authenticated(request, body, state).await?;
+    let (principal, ask): (_, PermissionsRequest) = authenticate_then_read(request, body, state).await?;
     if ask.resources.is_empty() || ask.resources.len() > MAX_BATCH_ITEMS {
         return Err(ApiError::InvalidRequest(format!("resources: between 1 and {MAX_BATCH_ITEMS} are accepted")));
     }
-    let decider = state.policies.current();
+    let folder = state.policies.current();
     let mut results = Vec::with_capacity(ask.resources.len());
     for (index, resource) in ask.resources.iter().enumerate() {
-        let allowed_actions = decider.allowed_actions(&principal, resource, &ask.context).map_err(|err| match err {
-            DecisionError::InvalidRequest(message) => {
-                ApiError::InvalidRequest(format!("resources[{index}]: {message}"))
-            }
-            other => other.into(),
-        })?;
+        let allowed_actions =
+            folder.decider.allowed_actions(&principal, resource, &ask.context).map_err(|err| match err {
+                err if err.is_caller_fault() => DecisionError::Item { list: "resources", index, source: Box::new(err) },
+                other => other,
+            })?;
         results.push(ResourcePermissions { type_name: &resource.type_name, id: &resource.id, allowed_actions });
     }
     Ok(HttpResponse::Ok().json(PermissionsResponse {
-        policy_version: decider.version(),
+        policy_version: folder.decider.version(),
         pool: &principal.pool,
         sub: &principal.sub,
         resources: results,

@@ -18,8 +18,8 @@ use serde::Deserialize;
 use sqlx::Connection;
 use sqlx::postgres::PgListener;
 
+use crate::forward::resources::ResourceStore;
 use crate::principal::store::PrincipalStore;
-use crate::resources::ResourceStore;
 
 /// The notification channel the PostgreSQL triggers announce on.
 pub const CHANNEL: &str = "poolgate_changes";

@@ -27,8 +27,8 @@ pub enum PrincipalError {
     #[error("the principal is not registered")]
     NotRegistered,
     /// The admin tables could not be read; answering without them could allow too much.
-    #[error("database unavailable: {0}")]
-    DatabaseUnavailable(String),
+    #[error("cannot read the admin tables")]
+    DatabaseUnavailable(#[source] Arc<sqlx::Error>),
 }
 
 /// The user as the policies see it.

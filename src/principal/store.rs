@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use moka::future::Cache;
 use sqlx::AnyPool;
 
-use crate::config::CacheSettings;
+use crate::config::Settings;
 use crate::db;
 use crate::metrics::Metrics;
 use crate::principal::PrincipalError;
@@ -59,14 +59,15 @@ pub struct PrincipalStore {
 }
 
 impl PrincipalStore {
-    /// A store over `db` with the configured cache bounds.
-    pub fn new(db: AnyPool, settings: &CacheSettings, metrics: Arc<Metrics>) -> Self {
+    /// A store over `db` with the configured cache bounds and `database.query_timeout`.
+    pub fn new(db: AnyPool, settings: &Settings, metrics: Arc<Metrics>) -> Self {
+        let cache = &settings.cache;
         Self {
             db,
-            records: Cache::builder().max_capacity(settings.flags_capacity).time_to_live(settings.flags_ttl).build(),
-            revocations: Cache::builder().max_capacity(1).time_to_live(settings.flags_ttl).build(),
+            records: Cache::builder().max_capacity(cache.flags_capacity).time_to_live(cache.flags_ttl).build(),
+            revocations: Cache::builder().max_capacity(1).time_to_live(cache.flags_ttl).build(),
             evictions: AtomicU64::new(0),
-            query_timeout: settings.query_timeout,
+            query_timeout: settings.database.query_timeout,
             metrics,
         }
     }
@@ -104,7 +105,7 @@ impl PrincipalStore {
         let before = self.evictions.load(Ordering::Acquire);
         let value = cache.try_get_with_by_ref(&key, db::bounded(self.query_timeout, query)).await.map_err(|err| {
             self.metrics.database_errors.inc();
-            PrincipalError::DatabaseUnavailable(err.to_string())
+            PrincipalError::DatabaseUnavailable(err)
         })?;
         if self.evictions.load(Ordering::Acquire) != before {
             cache.invalidate(&key).await;

@@ -25,7 +25,8 @@ use jsonwebtoken::DecodingKey;
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
 
-use crate::config::{CacheSettings, TokenUse};
+use crate::config::{Settings, TokenUse};
+use crate::metrics::Metrics;
 pub use crate::token::claims::VerifiedClaims;
 use crate::token::header::UniqueKeys;
 use crate::token::issuer::Issuers;
@@ -33,7 +34,7 @@ use crate::token::jwks::Jwks;
 use crate::token::pool::Pool;
 
 /// Why a token was rejected. Every variant but [`TokenError::KeysUnavailable`] is the client's
-/// fault and answers `401`; each has a stable code, see [`TokenError::code`].
+/// fault and answers `401`; `error.rs` gives each its stable code.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     /// No `Authorization: Bearer` token.
@@ -89,30 +90,6 @@ pub enum TokenError {
     },
 }
 
-impl TokenError {
-    /// The stable, documented error code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            TokenError::MissingToken => "missing_token",
-            TokenError::Malformed(_) => "malformed_token",
-            TokenError::TooLarge => "token_too_large",
-            TokenError::UnsupportedAlgorithm(_) => "unsupported_algorithm",
-            TokenError::UnknownIssuer => "unknown_issuer",
-            TokenError::UnknownKey => "unknown_key",
-            TokenError::InvalidSignature => "invalid_signature",
-            TokenError::Expired => "token_expired",
-            TokenError::NotYetValid => "token_not_yet_valid",
-            TokenError::IssuedInFuture => "issued_in_future",
-            TokenError::WrongTokenUse => "wrong_token_use",
-            TokenError::ClientNotAllowed => "client_not_allowed",
-            TokenError::InvalidClaims(_) => "invalid_claims",
-            TokenError::TooOld => "token_too_old",
-            TokenError::PairMismatch(_) => "token_pair_mismatch",
-            TokenError::KeysUnavailable { .. } => "jwks_unavailable",
-        }
-    }
-}
-
 /// A token whose signature and claims were checked, and the pool it belongs to.
 ///
 /// Outside this crate it cannot be constructed; inside, only `Verifier::verify` builds one.
@@ -139,12 +116,20 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// Combines the trusted pools, their key store and a verified-token cache bounded by
-    /// `cache.tokens_capacity` and `cache.tokens_ttl`.
-    pub fn new(pools: Vec<Arc<Pool>>, jwks: Jwks, settings: &CacheSettings) -> Self {
-        let verified =
-            Cache::builder().max_capacity(settings.tokens_capacity).time_to_live(settings.tokens_ttl).build();
-        Self { issuers: Issuers::new(pools), jwks, verified }
+    /// The verifier of the configured pools, with a verified-token cache bounded by
+    /// `cache.tokens_capacity` and `cache.tokens_ttl`, and every pool's keys fetched once (a
+    /// pool whose keys cannot be fetched yet keeps `/readyz` at 503 until they arrive). The one
+    /// constructor: `serve`, `check` and the benchmarks all start it here.
+    pub async fn start(settings: &Settings, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
+        let jwks = Jwks::new(&settings.jwks, &settings.pools, metrics)?;
+        let pools: Vec<_> = settings.pools.iter().cloned().map(Pool::new).map(Arc::new).collect();
+        let verified = Cache::builder()
+            .max_capacity(settings.cache.tokens_capacity)
+            .time_to_live(settings.cache.tokens_ttl)
+            .build();
+        let verifier = Self { issuers: Issuers::new(pools), jwks, verified };
+        verifier.jwks.refresh_all().await;
+        Ok(verifier)
     }
 
     /// Verifies a bearer token of any kind its pool's `token_use` accepts.

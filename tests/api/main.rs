@@ -1,6 +1,7 @@
-//! The single integration-test binary: a real poolgate server on port 0, a fake issuer on
-//! port 0 serving JWKS and signing RS256 tokens, and a fresh database per test (SQLite always,
-//! PostgreSQL when `POOLGATE_TEST_POSTGRES_URL` is set).
+//! The main integration-test binary: a real poolgate server on port 0, a fake issuer on port 0
+//! serving JWKS and signing RS256 tokens, and a fresh database per test (SQLite always,
+//! PostgreSQL when `POOLGATE_TEST_POSTGRES_URL` is set, and always under `CI`). Its tests run
+//! in parallel; the ones that measure time run serially in `tests/timing`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -9,21 +10,20 @@
     reason = "a failing test should stop at the line that failed"
 )]
 
+#[path = "../common/fake_issuer.rs"]
+mod fake_issuer;
+#[path = "../common/helpers.rs"]
+mod helpers;
+
 mod attack;
-mod coherence;
 mod decision;
 mod decision_log;
-mod fake_issuer;
-mod faults;
 mod forward_auth;
-mod helpers;
-mod jwks;
 mod lifecycle;
 mod observability;
+mod policy_matrix;
 mod principal;
 mod properties;
-mod proxy;
 mod reload;
-mod soak;
 mod startup;
 mod token;

@@ -204,7 +204,7 @@ async fn policy_test_runs_the_shipped_cases_and_fails_on_a_wrong_expectation() {
     let ok = poolgate(&["policy", "test", "--config", config.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{stdout}{}", String::from_utf8_lossy(&ok.stderr));
-    assert!(stdout.contains("18 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("23 passed, 0 failed"), "{stdout}");
 
     std::fs::write(
         dir.path().join("tests/wrong.toml"),
@@ -215,7 +215,7 @@ async fn policy_test_runs_the_shipped_cases_and_fails_on_a_wrong_expectation() {
     let failing = poolgate(&["policy", "test", "--config", config.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&failing.stdout);
     assert!(!failing.status.success());
-    assert!(stdout.contains("FAIL  wrong: wrong") && stdout.contains("18 passed, 1 failed"), "{stdout}");
+    assert!(stdout.contains("FAIL  wrong: wrong") && stdout.contains("23 passed, 1 failed"), "{stdout}");
 }
 
 #[tokio::test]

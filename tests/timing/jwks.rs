@@ -15,6 +15,7 @@ fn wallet_read() -> Value {
 
 #[tokio::test]
 async fn every_pool_is_fetched_once_at_start_up() {
+    let _serial = crate::serial().await;
     let world = World::start().await;
     for pool in crate::fake_issuer::POOLS {
         assert_eq!(world.issuer.hits(pool), 1, "{pool}");
@@ -26,6 +27,7 @@ async fn every_pool_is_fetched_once_at_start_up() {
 
 #[tokio::test]
 async fn a_flood_of_unknown_kids_fetches_at_most_once_per_cooldown() {
+    let _serial = crate::serial().await;
     let world = World::start().await;
     let claims = json!(world.issuer.id_claims("wallet", "wil")).to_string();
     let tokens: Vec<String> = (0..200)
@@ -45,6 +47,7 @@ async fn a_flood_of_unknown_kids_fetches_at_most_once_per_cooldown() {
 
 #[tokio::test]
 async fn a_rotated_in_key_works_on_its_first_request() {
+    let _serial = crate::serial().await;
     let world = World::start().await;
     world.issuer.publish("wallet", &["wallet", "rotated"]);
     let token = KEYS["rotated"].sign(&world.issuer.id_claims("wallet", "wil")).unwrap();
@@ -54,6 +57,7 @@ async fn a_rotated_in_key_works_on_its_first_request() {
 
 #[tokio::test]
 async fn cached_keys_keep_serving_while_the_endpoint_is_down() {
+    let _serial = crate::serial().await;
     let world = World::start_with(&Backend::Sqlite, |config| set(config, &["jwks", "refresh_interval"], "200ms")).await;
     // max_stale (1h by default) outlives the outage, so the old keys keep serving.
     let token = world.issuer.token("wallet", "wil", &[], json!({}));
@@ -68,6 +72,7 @@ async fn cached_keys_keep_serving_while_the_endpoint_is_down() {
 
 #[tokio::test]
 async fn keys_older_than_max_stale_stop_serving() {
+    let _serial = crate::serial().await;
     let world = World::start_with(&Backend::Sqlite, |config| {
         set(config, &["jwks", "refresh_interval"], "1s");
         set(config, &["jwks", "max_stale"], "1s");
@@ -89,6 +94,7 @@ async fn keys_older_than_max_stale_stop_serving() {
 
 #[tokio::test]
 async fn a_pool_without_keys_answers_503_until_its_keys_arrive() {
+    let _serial = crate::serial().await;
     let issuer = crate::fake_issuer::FakeIssuer::start();
     issuer.set_mode(Mode::Down);
     let db = crate::helpers::TestDatabase::create(&Backend::Sqlite).await;
@@ -111,6 +117,7 @@ async fn a_pool_without_keys_answers_503_until_its_keys_arrive() {
 
 #[tokio::test]
 async fn concurrent_requests_share_one_fetch_when_keys_are_missing() {
+    let _serial = crate::serial().await;
     let issuer = crate::fake_issuer::FakeIssuer::start();
     issuer.set_mode(Mode::Down);
     let db = crate::helpers::TestDatabase::create(&Backend::Sqlite).await;
@@ -127,6 +134,7 @@ async fn concurrent_requests_share_one_fetch_when_keys_are_missing() {
 
 #[tokio::test]
 async fn a_hanging_endpoint_is_abandoned_after_the_fetch_timeout() {
+    let _serial = crate::serial().await;
     let issuer = crate::fake_issuer::FakeIssuer::start();
     issuer.set_mode(Mode::Hang);
     let db = crate::helpers::TestDatabase::create(&Backend::Sqlite).await;
@@ -144,6 +152,7 @@ async fn a_hanging_endpoint_is_abandoned_after_the_fetch_timeout() {
 
 #[tokio::test]
 async fn a_request_that_outlives_the_request_timeout_is_answered_503() {
+    let _serial = crate::serial().await;
     let issuer = crate::fake_issuer::FakeIssuer::start();
     issuer.set_mode(Mode::Hang);
     let db = crate::helpers::TestDatabase::create(&Backend::Sqlite).await;
@@ -164,6 +173,7 @@ async fn a_request_that_outlives_the_request_timeout_is_answered_503() {
 
 #[tokio::test]
 async fn a_cached_token_stops_working_once_its_key_is_rotated_out() {
+    let _serial = crate::serial().await;
     let world = World::start_with(&Backend::Sqlite, |config| set(config, &["jwks", "refresh_interval"], "200ms")).await;
     let token = world.issuer.token("wallet", "wil", &[], json!({}));
     assert_eq!(world.app.check(&token, wallet_read()).await.outcome(), "allow");

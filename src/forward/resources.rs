@@ -16,7 +16,7 @@ use moka::future::Cache;
 use serde_json::{Map, Value};
 use sqlx::{AnyPool, Column, Row};
 
-use crate::config::CacheSettings;
+use crate::config::{ResourceSettings, Settings};
 use crate::db;
 
 /// Why attributes could not be loaded.
@@ -30,9 +30,9 @@ pub enum ResourceError {
         /// Resource id.
         id: String,
     },
-    /// The query failed.
-    #[error("database unavailable: {0}")]
-    DatabaseUnavailable(String),
+    /// The query failed or took longer than `database.query_timeout`.
+    #[error("cannot load the resource's attributes")]
+    DatabaseUnavailable(#[source] Arc<sqlx::Error>),
 }
 
 /// A resource's attributes; `None` when the query found no row.
@@ -41,16 +41,17 @@ type Found = Option<Arc<Map<String, Value>>>;
 /// Cached runner of the configured attribute queries.
 pub struct ResourceStore {
     db: AnyPool,
-    queries: BTreeMap<String, String>,
+    queries: BTreeMap<String, ResourceSettings>,
     cache: Cache<(String, String), Found>,
     query_timeout: Duration,
 }
 
 impl ResourceStore {
-    /// A store running `queries` (type name → SQL) against `db`.
-    pub fn new(db: AnyPool, queries: BTreeMap<String, String>, settings: &CacheSettings) -> Self {
-        let cache = Cache::builder().max_capacity(settings.flags_capacity).time_to_live(settings.flags_ttl).build();
-        Self { db, queries, cache, query_timeout: settings.query_timeout }
+    /// A store running the configured queries (`resources.<Type>.query`) against `db`.
+    pub fn new(db: AnyPool, settings: &Settings) -> Self {
+        let cache =
+            Cache::builder().max_capacity(settings.cache.flags_capacity).time_to_live(settings.cache.flags_ttl).build();
+        Self { db, queries: settings.resources.clone(), cache, query_timeout: settings.database.query_timeout }
     }
 
     /// The attributes of resource `id` of `type_name`; `Ok(None)` when no query is configured
@@ -65,9 +66,12 @@ impl ResourceStore {
         };
         let found = self
             .cache
-            .try_get_with((type_name.to_owned(), id.to_owned()), db::bounded(self.query_timeout, self.run(query, id)))
+            .try_get_with(
+                (type_name.to_owned(), id.to_owned()),
+                db::bounded(self.query_timeout, self.run(&query.query, id)),
+            )
             .await
-            .map_err(|err| ResourceError::DatabaseUnavailable(err.to_string()))?;
+            .map_err(ResourceError::DatabaseUnavailable)?;
         match found {
             Some(attributes) => Ok(Some(attributes)),
             None => Err(ResourceError::NotFound { type_name: type_name.to_owned(), id: id.to_owned() }),

@@ -1,10 +1,12 @@
 //! `spawn_app`: a real poolgate on port 0 against a fresh database and the fake issuer, plus
-//! request helpers. Set `TEST_LOG=1` to see the server's logs.
+//! request helpers and [`eventually`]. Set `TEST_LOG=1` to see the server's logs.
+//! Shared by both test binaries, each of which uses a part of it.
+#![allow(dead_code, reason = "shared by two test binaries, each using a part")]
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
@@ -25,16 +27,51 @@ pub enum Backend {
     Postgres(String),
 }
 
-/// SQLite always; PostgreSQL when `POOLGATE_TEST_POSTGRES_URL` is set (skipping says so).
+/// Polls `condition` until it holds, for at most `limit`; whether it held. The one place tests
+/// wait: a test awaits what it needs rather than sleeping for a fixed time.
+pub async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether the tests run in CI, where a missing component fails a test instead of skipping it.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|value| !value.is_empty() && value != "false")
+}
+
+/// Skips a test on a developer's machine that lacks `component`, saying so; fails it in CI.
+pub fn skip_unless_ci(component: &str, reason: &str) {
+    assert!(!in_ci(), "{component} is required under CI: {reason}");
+    eprintln!("skipped: {component} is missing ({reason}); .ci/run provides it");
+}
+
+/// SQLite always; PostgreSQL when `POOLGATE_TEST_POSTGRES_URL` is set (skipping it says so,
+/// and fails under CI).
 pub fn backends() -> Vec<Backend> {
-    match std::env::var("POOLGATE_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => vec![Backend::Sqlite, Backend::Postgres(url)],
-        _ => {
+    match postgres_url_quiet() {
+        Some(url) => vec![Backend::Sqlite, Backend::Postgres(url)],
+        None => {
             static NOTICE: Once = Once::new();
-            NOTICE.call_once(|| eprintln!("skipped PostgreSQL runs: POOLGATE_TEST_POSTGRES_URL is not set"));
+            NOTICE.call_once(|| skip_unless_ci("PostgreSQL", "POOLGATE_TEST_POSTGRES_URL is not set"));
             vec![Backend::Sqlite]
         }
     }
+}
+
+fn postgres_url_quiet() -> Option<String> {
+    std::env::var("POOLGATE_TEST_POSTGRES_URL").ok().filter(|url| !url.is_empty())
 }
 
 /// A fresh, migrated-on-start database that is dropped with the value.
@@ -149,6 +186,8 @@ pub fn base_config(issuer: &FakeIssuer, database_url: &str) -> Table {
         unknown_kid_cooldown = "10s"
         [cache]
         flags_ttl = "1s"
+        [decision_log]
+        sink = "/dev/null"
         "#,
         policies = repo_path("policies").display()
     ))
@@ -205,7 +244,7 @@ pub async fn try_spawn_app(config: &Table) -> anyhow::Result<TestApp> {
     let path = config_dir.path().join("poolgate.toml");
     std::fs::write(&path, toml::to_string(config)?)?;
     let settings = poolgate::config::load(Some(&path))?;
-    let listener = TcpListener::bind(settings.bind)?;
+    let listener = TcpListener::bind(settings.server.bind)?;
     let app = poolgate::startup::build(settings, listener).await?;
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
@@ -308,7 +347,10 @@ pub fn set(config: &mut Table, path: &[&str], value: impl Into<toml::Value>) {
 /// its real log output. Killed on drop.
 pub struct ProcessApp {
     pub address: String,
+    /// Its stderr: the diagnostic log.
     pub log: PathBuf,
+    /// Its stdout: the decision log, at the default sink.
+    pub stdout: PathBuf,
     child: std::process::Child,
     _dir: tempfile::TempDir,
 }
@@ -323,23 +365,21 @@ impl ProcessApp {
         let path = dir.path().join("poolgate.toml");
         std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
         let log = dir.path().join("poolgate.log");
+        let stdout = dir.path().join("stdout.log");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_poolgate"))
             .args(["serve", "--config", path.to_str().unwrap()])
             .env_remove("POOLGATE_CONFIG")
             .env_remove("RUST_LOG")
             .stderr(std::fs::File::create(&log).unwrap())
-            .stdout(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
             .spawn()
             .unwrap();
-        let app = Self { address: format!("http://127.0.0.1:{port}"), log, child, _dir: dir };
+        let app = Self { address: format!("http://127.0.0.1:{port}"), log, stdout, child, _dir: dir };
         let client = reqwest::Client::new();
-        for _ in 0..100 {
-            if client.get(format!("{}/healthz", app.address)).send().await.is_ok() {
-                return app;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("poolgate did not start: {}", std::fs::read_to_string(&app.log).unwrap_or_default());
+        let health = format!("{}/healthz", app.address);
+        let up = eventually(Duration::from_secs(10), || async { client.get(&health).send().await.is_ok() }).await;
+        assert!(up, "poolgate did not start: {}", std::fs::read_to_string(&app.log).unwrap_or_default());
+        app
     }
 
     /// Sends the process a signal, e.g. `HUP` or `TERM`.
@@ -379,15 +419,13 @@ impl Drop for ProcessApp {
 }
 
 /// The admin URL of `POOLGATE_TEST_POSTGRES_URL`, for tests that need PostgreSQL itself;
-/// `None`, saying the test is skipped, when it is not set.
+/// `None`, saying the test is skipped, when it is not set (a failure under CI).
 pub fn postgres_url() -> Option<String> {
-    match std::env::var("POOLGATE_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            eprintln!("skipped: POOLGATE_TEST_POSTGRES_URL is not set");
-            None
-        }
+    let url = postgres_url_quiet();
+    if url.is_none() {
+        skip_unless_ci("PostgreSQL", "POOLGATE_TEST_POSTGRES_URL is not set");
     }
+    url
 }
 
 impl ProcessApp {

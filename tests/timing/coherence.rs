@@ -72,6 +72,7 @@ async fn warm(replicas: &[TestApp], token: &str) {
 
 #[tokio::test]
 async fn two_replicas_on_postgres_converge_within_a_second_even_after_the_listener_is_killed() {
+    let _serial = crate::serial().await;
     let Some(url) = postgres() else { return };
     let issuer = FakeIssuer::start();
     let db = TestDatabase::create(&Backend::Postgres(url)).await;
@@ -109,6 +110,7 @@ async fn two_replicas_on_postgres_converge_within_a_second_even_after_the_listen
 
 #[tokio::test]
 async fn two_processes_on_one_sqlite_file_converge_within_a_second() {
+    let _serial = crate::serial().await;
     let issuer = FakeIssuer::start();
     let db = TestDatabase::create(&Backend::Sqlite).await;
     let mut config = base_config(&issuer, &db.url);
@@ -133,6 +135,7 @@ async fn two_processes_on_one_sqlite_file_converge_within_a_second() {
 
 #[tokio::test]
 async fn an_unreachable_postgres_gives_503_never_an_allow_and_recovers() {
+    let _serial = crate::serial().await;
     let Some(url) = postgres() else { return };
     let issuer = FakeIssuer::start();
     let db = TestDatabase::create(&Backend::Postgres(url)).await;

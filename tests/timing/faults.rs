@@ -166,6 +166,7 @@ fn rig_token(issuer: &FakeIssuer, subject: &str) -> String {
 
 #[tokio::test]
 async fn a_killed_database_is_503_within_the_bound_and_recovers_within_a_second_twice() {
+    let _serial = crate::serial().await;
     let Some(rig) = Rig::start().await else { return };
     rig.proxy.set(Fault::Down);
     rig.burst("killed", &rig.cold_tokens(0..COLD), LOSS_NOTICED).await;
@@ -179,6 +180,7 @@ async fn a_killed_database_is_503_within_the_bound_and_recovers_within_a_second_
 
 #[tokio::test]
 async fn a_frozen_database_is_503_within_the_bound_and_recovers_within_a_second() {
+    let _serial = crate::serial().await;
     let Some(rig) = Rig::start().await else { return };
     rig.proxy.set(Fault::Stall);
     rig.burst("frozen", &rig.cold_tokens(0..COLD), SILENCE_NOTICED).await;
@@ -187,6 +189,7 @@ async fn a_frozen_database_is_503_within_the_bound_and_recovers_within_a_second(
 
 #[tokio::test]
 async fn a_slowed_database_is_503_within_the_bound_and_recovers_within_a_second() {
+    let _serial = crate::serial().await;
     // 1.5 s each way: a lookup (connection check and two queries) would take over 6 s, and
     // answer allow; poolgate gives up at `database.query_timeout` instead. The listener's
     // heartbeat cannot answer within its second either, so the caches are flushed.
@@ -198,6 +201,7 @@ async fn a_slowed_database_is_503_within_the_bound_and_recovers_within_a_second(
 
 #[tokio::test]
 async fn a_query_timeout_of_zero_is_refused_at_start() {
+    let _serial = crate::serial().await;
     let issuer = FakeIssuer::start();
     let db = TestDatabase::create(&Backend::Sqlite).await;
     let mut config = base_config(&issuer, &db.url);

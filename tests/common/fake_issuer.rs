@@ -1,11 +1,12 @@
 //! A fake Cognito issuer on port 0: serves one JWKS per pool, counts fetches, can fail on
 //! demand, and signs real RS256 tokens with the pools' keys.
+#![allow(dead_code, reason = "shared by two test binaries, each using a part")]
 
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use poolgate::dev::SigningKey;
@@ -162,9 +163,7 @@ async fn serve_jwks(pool: web::Path<String>, state: web::Data<State>) -> HttpRes
         }
         Mode::Down => HttpResponse::InternalServerError().finish(),
         Mode::Garbage => HttpResponse::Ok().body("<html>not a key set</html>"),
-        Mode::Hang => {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            HttpResponse::Ok().finish()
-        }
+        // Never answers: the client's own timeout has to end the wait.
+        Mode::Hang => std::future::pending::<HttpResponse>().await,
     }
 }

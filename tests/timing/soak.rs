@@ -70,6 +70,7 @@ struct Tally {
 
 #[tokio::test]
 async fn a_thousand_connections_get_only_designed_answers_healthz_stays_fast_and_memory_flat() {
+    let _serial = crate::serial().await;
     let duration = Duration::from_secs(
         std::env::var("POOLGATE_SOAK_SECS").ok().and_then(|secs| secs.parse().ok()).unwrap_or(DEFAULT_SECS),
     );

@@ -1,5 +1,5 @@
-//! Stage 3 for reverse proxies: the route table in `policies/routes.toml` turns an original
-//! request (method + path) into the Cedar action and resource to decide on.
+//! The route table in `policies/routes.toml`: an original request (method + path) becomes the
+//! Cedar action and resource to decide on. It is loaded and reloaded with the policies.
 //!
 //! Templates use `matchit` syntax (`/stock/{id}`, `/files/{*path}`). Names are resolved in the
 //! token's pool namespace, like `/v1/check`. A path that is not canonical (`.`/`..` segments,
@@ -7,7 +7,7 @@
 //! never reach a resource by a spelling the table did not mean. No match means deny.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cedar_policy::{EntityTypeName, Schema};
 use serde::Deserialize;
@@ -81,6 +81,85 @@ pub enum RouteError {
     },
 }
 
+/// A problem with `routes.toml`.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteLoadError {
+    /// The file could not be read.
+    #[error("{}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("{}", .path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// One route is invalid.
+    #[error("{}: route[{index}] `{route}`", .path.display())]
+    Route {
+        /// The file.
+        path: PathBuf,
+        /// The route's position, from 0.
+        index: usize,
+        /// The route's path template.
+        route: String,
+        /// What is wrong with it.
+        #[source]
+        source: RouteProblem,
+    },
+}
+
+/// What is wrong with one route.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteProblem {
+    /// The template is relative.
+    #[error("the path must start with `/`")]
+    RelativePath,
+    /// No method is listed.
+    #[error("list at least one method, or `*`")]
+    NoMethod,
+    /// A protected route lacks its action or resource.
+    #[error("a protected route needs `action` and `resource`")]
+    NoTarget,
+    /// No namespace has this action on this resource type.
+    #[error("no namespace of the schema has resource `{resource}` with action `{action}`")]
+    NotInSchema {
+        /// The action.
+        action: String,
+        /// The resource type.
+        resource: String,
+    },
+    /// The resource type has required attributes and no query loads them.
+    #[error("resource `{resource}` has required attributes; configure `resources.{resource}.query` to load them")]
+    AttributesNeeded {
+        /// The resource type.
+        resource: String,
+    },
+    /// `id` names a parameter the template does not have.
+    #[error("the path has no parameter `{param}`")]
+    NoSuchParameter {
+        /// The parameter.
+        param: String,
+    },
+    /// The template clashes with another or is not a valid template.
+    #[error("{method}")]
+    Template {
+        /// The method being registered.
+        method: String,
+        /// matchit's complaint.
+        #[source]
+        source: matchit::InsertError,
+    },
+}
+
 /// The compiled route table.
 #[derive(Default)]
 pub struct RouteTable {
@@ -91,49 +170,50 @@ pub struct RouteTable {
 impl RouteTable {
     /// Reads `routes.toml` from `dir` (absent means an empty table) and checks every route
     /// against the schema; the error lists every problem.
-    pub fn load(dir: &Path, schema: &Schema, queried: &BTreeSet<String>) -> Result<Self, Vec<String>> {
+    pub fn load(dir: &Path, schema: &Schema, queried: &BTreeSet<String>) -> Result<Self, Vec<RouteLoadError>> {
         let path = dir.join(ROUTES_FILE);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(err) => return Err(vec![format!("{}: {err}", path.display())]),
+            Err(source) => return Err(vec![RouteLoadError::Read { path, source }]),
         };
-        let file: RouteFile = toml::from_str(&text).map_err(|err| vec![format!("{}: {err}", path.display())])?;
+        let file: RouteFile = match toml::from_str(&text) {
+            Ok(file) => file,
+            Err(source) => return Err(vec![RouteLoadError::Parse { path, source }]),
+        };
         let mut table = Self::default();
         let mut problems = Vec::new();
         for (index, spec) in file.route.into_iter().enumerate() {
-            let at = format!("{}: route[{index}] `{}`", path.display(), spec.path);
-            if let Err(problem) = table.add(spec, schema, queried) {
-                problems.push(format!("{at}: {problem}"));
+            let route = spec.path.clone();
+            if let Err(source) = table.add(spec, schema, queried) {
+                problems.push(RouteLoadError::Route { path: path.clone(), index, route, source });
             }
         }
         if problems.is_empty() { Ok(table) } else { Err(problems) }
     }
 
-    fn add(&mut self, spec: RouteSpec, schema: &Schema, queried: &BTreeSet<String>) -> Result<(), String> {
+    fn add(&mut self, spec: RouteSpec, schema: &Schema, queried: &BTreeSet<String>) -> Result<(), RouteProblem> {
         if !spec.path.starts_with('/') {
-            return Err("the path must start with `/`".into());
+            return Err(RouteProblem::RelativePath);
         }
         if spec.methods.is_empty() {
-            return Err("list at least one method, or `*`".into());
+            return Err(RouteProblem::NoMethod);
         }
         if !spec.public {
             let (Some(action), Some(resource)) = (&spec.action, &spec.resource) else {
-                return Err("a protected route needs `action` and `resource`".into());
+                return Err(RouteProblem::NoTarget);
             };
             if !is_identifier(resource) || !applies_somewhere(schema, action, resource) {
-                return Err(format!("no namespace of the schema has resource `{resource}` with action `{action}`"));
+                return Err(RouteProblem::NotInSchema { action: action.clone(), resource: resource.clone() });
             }
             if !queried.contains(resource) && !needs_no_attributes(schema, resource) {
-                return Err(format!(
-                    "resource `{resource}` has required attributes; configure `resources.{resource}.query` to load them"
-                ));
+                return Err(RouteProblem::AttributesNeeded { resource: resource.clone() });
             }
             if let Some(param) = &spec.id
                 && !spec.path.contains(&format!("{{{param}}}"))
                 && !spec.path.contains(&format!("{{*{param}}}"))
             {
-                return Err(format!("the path has no parameter `{param}`"));
+                return Err(RouteProblem::NoSuchParameter { param: param.clone() });
             }
         }
         let index = self.specs.len();
@@ -143,7 +223,7 @@ impl RouteTable {
                 .entry(method.clone())
                 .or_default()
                 .insert(spec.path.clone(), index)
-                .map_err(|err| format!("{method}: {err}"))?;
+                .map_err(|source| RouteProblem::Template { method, source })?;
         }
         self.specs.push(spec);
         Ok(())
@@ -234,7 +314,7 @@ mod tests {
             spec(&["patch"], "/stock/{id}", Some("update"), false),
             spec(&["*"], "/health", None, true),
         ] {
-            assert_eq!(table.add(spec, &schema, &BTreeSet::new()), Ok(()));
+            assert!(table.add(spec, &schema, &BTreeSet::new()).is_ok());
         }
         assert!(table.add(spec(&["GET"], "/x", Some("fly"), false), &schema, &BTreeSet::new()).is_err());
         table

@@ -1,0 +1,11 @@
+//! The request limits every front end enforces, in one place so that the error messages, the
+//! middleware and the handlers quote the same numbers.
+
+/// Most headers a request may carry.
+pub const MAX_HEADERS: usize = 64;
+
+/// Most bytes (names and values) a request's headers may add up to: room for two 8 KiB tokens.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Most items one batch may hold (`/v1/check/batch` items, `/v1/permissions` resources).
+pub const MAX_BATCH_ITEMS: usize = 100;
