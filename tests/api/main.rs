@@ -27,3 +27,4 @@ mod reload;
 mod soak;
 mod startup;
 mod token;
+mod token_edges;
