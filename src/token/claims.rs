@@ -19,7 +19,7 @@ pub struct VerifiedClaims {
     /// Whether this is an ID or an access token.
     pub token_use: TokenUse,
     /// The app client the token was issued to (`aud` of an ID token, `client_id` of an access
-    /// token); with a multi-valued `aud`, the first allowed one.
+    /// token); with a multi-valued `aud`, its first element (every element is an allowed client).
     pub client: String,
     /// Groups from the pool's groups claim; empty when the claim is absent.
     pub groups: Vec<String>,
@@ -149,7 +149,14 @@ pub fn check(pool: &Pool, claims: &Map<String, Value>, accepted: &[TokenUse]) ->
 }
 
 /// ID tokens name their client in `aud` (a string, or a list per RFC 7519); access tokens in
-/// `client_id`.
+/// `client_id`, a string.
+///
+/// A list of audiences is accepted only if it is non-empty, holds strings only, and every one of
+/// them is an allowed client: OpenID Connect Core 1.0 §3.1.3.7 rejects an ID token that also
+/// names audiences the client does not trust, and one foreign audience is enough to refuse it
+/// (`client_not_allowed`). With `allow_any_client` any strings will do, but the list must still
+/// be non-empty and all strings; an empty list or a non-string element is `invalid_claims`.
+/// Cognito itself only ever issues a single-string `aud`.
 fn check_client(
     clients: &ClientPolicy,
     token_use: TokenUse,
@@ -167,11 +174,14 @@ fn check_client(
         Some(_) => return Err(wrong_type(claim)),
         None => return Err(TokenError::InvalidClaims(format!("`{claim}` is required"))),
     };
-    let chosen = match clients {
-        ClientPolicy::Any => named.first(),
-        ClientPolicy::Only(allowed) => named.iter().find(|client| allowed.contains(**client)),
+    let trusted = match clients {
+        ClientPolicy::Any => true,
+        ClientPolicy::Only(allowed) => named.iter().all(|client| allowed.contains(*client)),
     };
-    chosen.map(|client| (*client).to_owned()).ok_or(TokenError::ClientNotAllowed)
+    match named.first() {
+        Some(client) if trusted => Ok((*client).to_owned()),
+        _ => Err(TokenError::ClientNotAllowed),
+    }
 }
 
 /// The last second of the year 9999: no genuine token names a later time.
@@ -206,4 +216,59 @@ fn wrong_type(claim: &str) -> TokenError {
 /// already expired, as with Cognito's own verifier.
 fn now_secs() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn only(clients: &[&str]) -> ClientPolicy {
+        ClientPolicy::Only(clients.iter().map(|client| (*client).to_owned()).collect::<HashSet<_>>())
+    }
+
+    fn client_of(clients: &ClientPolicy, token_use: TokenUse, claim: &str, value: Value) -> Result<String, TokenError> {
+        let claims = Map::from_iter([(claim.to_owned(), value)]);
+        check_client(clients, token_use, &claims)
+    }
+
+    #[test]
+    fn an_audience_list_is_accepted_only_if_every_audience_is_allowed() {
+        let allowed = only(&["a", "b"]);
+        let id = |aud: Value| client_of(&allowed, TokenUse::Id, "aud", aud);
+        assert_eq!(id(json!("a")).ok().as_deref(), Some("a"));
+        assert_eq!(id(json!(["a"])).ok().as_deref(), Some("a"));
+        assert_eq!(id(json!(["b", "a"])).ok().as_deref(), Some("b"), "the first audience names the client");
+        assert_eq!(id(json!(["a", "a"])).ok().as_deref(), Some("a"));
+        for aud in [json!(["a", "x"]), json!(["x", "a"]), json!(["x"]), json!("x"), json!(["a", "b", "x"])] {
+            assert!(matches!(id(aud.clone()), Err(TokenError::ClientNotAllowed)), "{aud}");
+        }
+        for aud in [json!([]), json!(["a", 1]), json!(["a", null]), json!([["a"]]), json!(1), json!(null)] {
+            assert!(matches!(id(aud.clone()), Err(TokenError::InvalidClaims(_))), "{aud}");
+        }
+    }
+
+    #[test]
+    fn any_client_still_needs_a_non_empty_list_of_strings() {
+        let id = |aud: Value| client_of(&ClientPolicy::Any, TokenUse::Id, "aud", aud);
+        assert_eq!(id(json!(["x", "y"])).ok().as_deref(), Some("x"));
+        assert_eq!(id(json!("x")).ok().as_deref(), Some("x"));
+        for aud in [json!([]), json!(["x", 1]), json!([null]), json!({})] {
+            assert!(matches!(id(aud.clone()), Err(TokenError::InvalidClaims(_))), "{aud}");
+        }
+    }
+
+    #[test]
+    fn an_access_token_names_one_client_id() {
+        let allowed = only(&["a"]);
+        let access = |client_id: Value| client_of(&allowed, TokenUse::Access, "client_id", client_id);
+        assert_eq!(access(json!("a")).ok().as_deref(), Some("a"));
+        assert!(matches!(access(json!("x")), Err(TokenError::ClientNotAllowed)));
+        assert!(matches!(access(json!(["a"])), Err(TokenError::InvalidClaims(_))));
+        let aud_only = client_of(&allowed, TokenUse::Access, "aud", json!("a"));
+        assert!(matches!(aud_only, Err(TokenError::InvalidClaims(_))));
+    }
 }

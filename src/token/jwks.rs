@@ -6,7 +6,9 @@
 //! are limited to one per pool per `unknown_kid_cooldown`, so forged `kid`s cannot flood the
 //! identity provider, and run through moka's per-key `and_compute_with`, so concurrent callers
 //! wait for one fetch instead of starting their own. A failed fetch keeps the last good keys,
-//! which serve until they are `max_stale` old.
+//! which serve until they are `max_stale` old; a document that is not a valid JWKS (see
+//! [`parse_key_set`]) is a failed fetch like an unreachable endpoint, counted as
+//! `poolgate_jwks_fetches_total{result="error"}`.
 //!
 //! INVARIANT: this is the only module that makes HTTP requests, and it only ever fetches the
 //! configured `jwks_uri` of a pool; nothing in a token can name a URL to fetch.
@@ -17,9 +19,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use jsonwebtoken::DecodingKey;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyAlgorithm, PublicKeyUse, RSAKeyParameters};
 use moka::future::Cache;
 use moka::ops::compute::Op;
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::config::{JwksSettings, JwksSource, PoolSettings};
 use crate::metrics::Metrics;
@@ -207,70 +211,175 @@ impl Jwks {
     }
 }
 
+/// A JWKS as jsonwebtoken's `JwkSet` reads it, with each entry kept as JSON so it can be read
+/// as a [`Jwk`] one at a time (the error then names the entry).
 #[derive(Deserialize)]
 struct JwksDocument {
-    keys: Vec<serde_json::Map<String, serde_json::Value>>,
+    keys: Vec<Value>,
 }
 
-/// Parses a JWKS. Keys without a `kid` are ignored; keys that are not usable for RS256
-/// signatures are remembered as unusable, so a token naming them fails without a refetch.
+/// Parses a JWKS, all or nothing: a document that is not a valid JWKS is an error, and the
+/// caller keeps the last good keys.
+///
+/// Valid means:
+/// - a JSON object whose `keys` member is an array (an empty array is a valid, empty set);
+/// - every entry reads as jsonwebtoken's [`Jwk`], as in its `JwkSet`: an object whose `kid`,
+///   `use`, `alg`, `key_ops` and `x5*` members, when present, have their JSON types (an `alg`
+///   that is a number, a `kid` that is not a string, an entry that is not an object all fail);
+/// - every entry has a string `kty` (RFC 7517 §4.1), which jsonwebtoken would otherwise file
+///   under its catch-all `AlgorithmParameters::Other`;
+/// - every entry with `kty` `RSA`, the one key type poolgate uses, reads as jsonwebtoken's
+///   [`RSAKeyParameters`]: a missing or non-string `n` or `e` fails the document.
+///
+/// Within a valid document, each key is judged on its own: entries without a `kid` are
+/// ignored; well-formed keys that are not usable for RS256 signatures (another `kty` or an
+/// incomplete key of another type, `use` other than `sig`, `alg` other than RS256, a null `use`
+/// or `alg`, an empty or undecodable modulus or exponent) are remembered as unusable, so a token
+/// naming them fails without a refetch.
 pub fn parse_key_set(body: &[u8]) -> Result<KeySet, FetchError> {
     let document: JwksDocument = serde_json::from_slice(body).map_err(|err| FetchError::Invalid(err.to_string()))?;
     let mut keys = HashMap::with_capacity(document.keys.len());
-    for jwk in document.keys {
-        let Some(kid) = jwk.get("kid").and_then(|kid| kid.as_str()) else {
+    for (index, entry) in document.keys.iter().enumerate() {
+        let jwk = well_formed(entry).map_err(|reason| FetchError::Invalid(format!("key {index}: {reason}")))?;
+        let Some(kid) = &jwk.common.key_id else {
             continue;
         };
-        keys.insert(kid.to_owned(), rsa_signing_key(&jwk).map(Arc::new));
+        keys.insert(kid.clone(), rsa_signing_key(&jwk, entry).map(Arc::new));
     }
     Ok(KeySet { keys, fetched_at: Instant::now() })
 }
 
-/// The checks jsonwebtoken leaves to us: `kty` RSA, `use` `sig` and `alg` RS256 when present,
-/// non-empty modulus and exponent.
-fn rsa_signing_key(jwk: &serde_json::Map<String, serde_json::Value>) -> Result<DecodingKey, String> {
-    let field = |name: &str| jwk.get(name).map(|value| value.as_str().ok_or(format!("`{name}` is not a string")));
-    if field("kty").transpose()? != Some("RSA") {
-        return Err("`kty` is not RSA".into());
+/// Reads one entry as a [`Jwk`], refusing what jsonwebtoken's catch-all variant would let
+/// through: a missing or non-string `kty`, and an RSA key without string `n` and `e`.
+fn well_formed(entry: &Value) -> Result<Jwk, String> {
+    let jwk = Jwk::deserialize(entry).map_err(|err| err.to_string())?;
+    if let AlgorithmParameters::Other(other) = &jwk.algorithm {
+        match other.fields.get("kty") {
+            Some(Value::String(kty)) if kty == "RSA" => {
+                // Let jsonwebtoken say which RSA parameter is missing or of the wrong type.
+                let reason = RSAKeyParameters::deserialize(entry).err().map(|err| err.to_string());
+                return Err(reason.unwrap_or_else(|| "the RSA parameters are unreadable".into()));
+            }
+            Some(Value::String(_)) => {}
+            Some(_) => return Err("`kty` is not a string".into()),
+            None => return Err("`kty` is missing".into()),
+        }
     }
-    if !matches!(field("use").transpose()?, None | Some("sig")) {
+    Ok(jwk)
+}
+
+/// The checks jsonwebtoken leaves to us: `kty` RSA, `use` `sig` and `alg` RS256 when present,
+/// non-empty modulus and exponent. jsonwebtoken reads a null `use` or `alg` as absent; `entry`,
+/// the raw JSON, tells them apart, and a null one makes the key unusable.
+fn rsa_signing_key(jwk: &Jwk, entry: &Value) -> Result<DecodingKey, String> {
+    let AlgorithmParameters::RSA(rsa) = &jwk.algorithm else {
+        return Err("`kty` is not RSA".into());
+    };
+    let null = |name: &str| entry.get(name).is_some_and(Value::is_null);
+    if null("use") || !matches!(jwk.common.public_key_use, None | Some(PublicKeyUse::Signature)) {
         return Err("`use` is not sig".into());
     }
-    if !matches!(field("alg").transpose()?, None | Some("RS256")) {
+    if null("alg") || !matches!(jwk.common.key_algorithm, None | Some(KeyAlgorithm::RS256)) {
         return Err("`alg` is not RS256".into());
     }
-    match (field("n").transpose()?, field("e").transpose()?) {
-        (Some(n), Some(e)) if !n.is_empty() && !e.is_empty() => {
-            DecodingKey::from_rsa_components(n, e).map_err(|err| err.to_string())
-        }
-        _ => Err("`n` or `e` is missing".into()),
+    if rsa.n.is_empty() || rsa.e.is_empty() {
+        return Err("`n` or `e` is empty".into());
     }
+    DecodingKey::from_rsa_components(&rsa.n, &rsa.e).map_err(|err| err.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn usable(body: &str, kid: &str) -> bool {
-        parse_key_set(body.as_bytes()).ok().and_then(|set| set.keys.get(kid).map(Result::is_ok)).unwrap_or(false)
+    /// A usable RSA signing key (a toy modulus: jsonwebtoken checks only its encoding here).
+    const GOOD: &str = r#"{"kid":"good","kty":"RSA","use":"sig","alg":"RS256","n":"AQAB","e":"AQAB"}"#;
+
+    /// `None` if the document is refused; else whether `kid` is in it and usable.
+    fn judged(body: &str, kid: &str) -> Option<bool> {
+        parse_key_set(body.as_bytes()).ok().map(|set| set.keys.get(kid).is_some_and(Result::is_ok))
+    }
+
+    fn beside_good(entry: &str) -> String {
+        format!(r#"{{"keys":[{GOOD},{entry}]}}"#)
     }
 
     #[test]
     fn only_rsa_signing_keys_for_rs256_are_usable() {
-        let key = |extra: &str| format!(r#"{{"keys":[{{"kid":"k","kty":"RSA","n":"AQAB","e":"AQAB"{extra}}}]}}"#);
-        assert!(usable(&key(""), "k"));
-        assert!(usable(&key(r#","use":"sig","alg":"RS256""#), "k"));
-        assert!(!usable(&key(r#","use":"enc""#), "k"));
-        assert!(!usable(&key(r#","alg":"RS512""#), "k"));
-        assert!(!usable(&key(r#","alg":null"#), "k"));
-        assert!(!usable(r#"{"keys":[{"kid":"k","kty":"EC","n":"AQAB","e":"AQAB"}]}"#, "k"));
-        assert!(!usable(r#"{"keys":[{"kid":"k","kty":"RSA","n":"","e":"AQAB"}]}"#, "k"));
+        let key = |extra: &str| beside_good(&format!(r#"{{"kid":"k","kty":"RSA","n":"AQAB","e":"AQAB"{extra}}}"#));
+        assert_eq!(judged(&key(""), "k"), Some(true));
+        assert_eq!(judged(&key(r#","use":"sig","alg":"RS256""#), "k"), Some(true));
+        // Well-formed but not for RS256 signatures: skipped one by one, the document stands.
+        for extra in [r#","use":"enc""#, r#","use":"other""#, r#","alg":"RS512""#, r#","alg":"RSA-OAEP""#] {
+            assert_eq!(judged(&key(extra), "k"), Some(false), "{extra}");
+        }
+        assert_eq!(judged(&key(r#","alg":"XX1""#), "k"), Some(false), "an alg jsonwebtoken does not know");
+        assert_eq!(judged(&key(r#","alg":null"#), "k"), Some(false));
+        assert_eq!(judged(&key(r#","use":null"#), "k"), Some(false));
+        assert_eq!(judged(&beside_good(r#"{"kid":"k","kty":"EC","n":"AQAB","e":"AQAB"}"#), "k"), Some(false));
+        assert_eq!(judged(&beside_good(r#"{"kid":"k","kty":"RSA","n":"","e":"AQAB"}"#), "k"), Some(false));
+        assert_eq!(judged(&beside_good(r#"{"kid":"k","kty":"RSA","n":"!!","e":"AQAB"}"#), "k"), Some(false));
+        for body in [key(""), key(r#","use":"enc""#)] {
+            assert_eq!(judged(&body, "good"), Some(true), "the good key beside it stays usable");
+        }
+    }
+
+    #[test]
+    fn keys_of_other_types_and_keys_without_kid_are_skipped() {
+        let others = [
+            r#"{"kid":"ec","kty":"EC","crv":"P-256","x":"AQAB","y":"AQAB","use":"sig","alg":"ES256"}"#,
+            r#"{"kid":"ec-odd","kty":"EC","crv":"secp256k1","x":"AQAB","y":"AQAB"}"#,
+            r#"{"kid":"oct","kty":"oct","k":"AQAB"}"#,
+            r#"{"kid":"okp","kty":"OKP","crv":"Ed25519","x":"AQAB"}"#,
+            r#"{"kid":"future","kty":"AKP","alg":"ML-DSA-44","pub":"AQAB"}"#,
+            r#"{"kty":"RSA","n":"AQAB","e":"AQAB"}"#,
+        ];
+        let body = format!(r#"{{"keys":[{GOOD},{}]}}"#, others.join(","));
+        let set = parse_key_set(body.as_bytes());
+        assert!(set.is_ok(), "{:?}", set.err());
+        for kid in ["ec", "ec-odd", "oct", "okp", "future"] {
+            assert_eq!(judged(&body, kid), Some(false), "{kid}");
+        }
+        assert_eq!(judged(&body, "good"), Some(true));
+        assert_eq!(set.map(|set| set.keys.len()).ok(), Some(6), "the entry without a kid is left out");
+    }
+
+    #[test]
+    fn an_entry_that_is_not_a_well_formed_jwk_fails_the_whole_document() {
+        let broken = [
+            r#"{"kid":"k","kty":"RSA","n":"AQAB","e":"AQAB","alg":256}"#,
+            r#"{"kid":"k","kty":"RSA","n":"AQAB","e":"AQAB","alg":["RS256"]}"#,
+            r#"{"kid":"k","kty":"RSA","n":"AQAB","e":"AQAB","use":5}"#,
+            r#"{"kid":7,"kty":"RSA","n":"AQAB","e":"AQAB"}"#,
+            r#"{"kid":"k","kty":"RSA","n":"AQAB","e":"AQAB","key_ops":"verify"}"#,
+            r#"{"kid":"k","kty":"RSA","n":"AQAB","e":"AQAB","x5c":"MII"}"#,
+            r#"{"kid":"k","kty":"RSA","e":"AQAB"}"#,
+            r#"{"kid":"k","kty":"RSA","n":"AQAB"}"#,
+            r#"{"kid":"k","kty":"RSA","n":5,"e":"AQAB"}"#,
+            r#"{"kid":"k","kty":"RSA","n":null,"e":"AQAB"}"#,
+            r#"{"kid":"k","n":"AQAB","e":"AQAB"}"#,
+            r#"{"kid":"k","kty":1,"n":"AQAB","e":"AQAB"}"#,
+            r#""k""#,
+            "null",
+            "[]",
+        ];
+        for entry in broken {
+            let body = beside_good(entry);
+            assert!(matches!(parse_key_set(body.as_bytes()), Err(FetchError::Invalid(_))), "{body}");
+        }
     }
 
     #[test]
     fn documents_that_are_not_a_jwks_are_rejected() {
-        for body in ["", "[]", "{}", r#"{"keys":{}}"#, "<html>"] {
-            assert!(parse_key_set(body.as_bytes()).is_err(), "{body}");
+        for body in ["", "[]", "{}", r#"{"keys":{}}"#, r#"{"keys":null}"#, r#"{"keys":"k"}"#, "<html>", "null"] {
+            assert!(matches!(parse_key_set(body.as_bytes()), Err(FetchError::Invalid(_))), "{body}");
         }
+        let wrapped = format!(r#"{{"keys":{GOOD}}}"#);
+        assert!(parse_key_set(wrapped.as_bytes()).is_err(), "a lone key is not a key list");
+    }
+
+    #[test]
+    fn an_empty_key_list_is_a_valid_empty_set() {
+        assert_eq!(parse_key_set(br#"{"keys":[]}"#).map(|set| set.keys.len()).ok(), Some(0));
     }
 }

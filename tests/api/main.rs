@@ -27,3 +27,4 @@ mod properties;
 mod reload;
 mod startup;
 mod token;
+mod token_edges;
