@@ -57,13 +57,7 @@ pub struct RawSettings {
     #[serde(default)]
     pools: BTreeMap<String, RawPool>,
     #[serde(default)]
-    resources: BTreeMap<String, RawResource>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawResource {
-    query: String,
+    resources: BTreeMap<String, crate::filter::mapping::RawResource>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,8 +221,12 @@ pub struct Settings {
     /// Trusted pools, ordered by name.
     pub pools: Vec<PoolSettings>,
     /// Resource type name → parameterized query returning its attributes (`$1` = the id),
-    /// for forward-auth, where the request carries no attributes.
+    /// for forward-auth, where the request carries no attributes; generated from the mapping
+    /// for types declared with `table`.
     pub resource_queries: BTreeMap<String, String>,
+    /// Resource type name → its table, id and attribute columns (`[resources.<Type>]` with
+    /// `table`), for list filtering.
+    pub resource_mappings: BTreeMap<String, crate::filter::ResourceMapping>,
 }
 
 /// Database connection settings.
@@ -395,16 +393,16 @@ impl RawSettings {
             return Err(ConfigError("pools: at least one pool must be configured".into()));
         }
         let mut resource_queries = BTreeMap::new();
+        let mut resource_mappings = BTreeMap::new();
         for (type_name, resource) in self.resources {
             if !is_identifier(&type_name) {
                 return Err(ConfigError(format!("resources.{type_name}: not a Cedar identifier")));
             }
-            if !resource.query.contains("$1") {
-                return Err(ConfigError(format!(
-                    "resources.{type_name}.query: must take the resource id as the parameter `$1`"
-                )));
+            let (query, mapping) = resource.check(&type_name).map_err(ConfigError)?;
+            resource_queries.insert(type_name.clone(), query);
+            if let Some(mapping) = mapping {
+                resource_mappings.insert(type_name, mapping);
             }
-            resource_queries.insert(type_name, resource.query);
         }
         let mut pools = Vec::with_capacity(self.pools.len());
         let mut issuers = HashSet::new();
@@ -459,6 +457,7 @@ impl RawSettings {
             dev_keys_dir: self.dev.keys_dir,
             pools,
             resource_queries,
+            resource_mappings,
         })
     }
 }

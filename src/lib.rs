@@ -13,6 +13,9 @@
 //! Reverse proxies ask `/v1/forward-auth` instead; the route table in `policies/routes.toml`
 //! turns the original method and path into the action and resource.
 //!
+//! [`filter`] answers the list question ("which resources may I touch?") from the same
+//! policies, as a condition tree and SQL.
+//!
 //! [`http`] exposes the stages, [`error`] maps their failures to HTTP, [`startup`] wires it all
 //! from [`config`]; [`db`] owns the connection and migrations, [`dev`] the local dev keys.
 
@@ -22,6 +25,7 @@ pub mod db;
 pub mod decision;
 pub mod dev;
 pub mod error;
+pub mod filter;
 pub mod http;
 pub mod metrics;
 pub mod principal;

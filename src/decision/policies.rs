@@ -29,6 +29,8 @@ pub struct PolicyBundle {
     pub policies: PolicySet,
     /// Method + path → action and resource, for forward-auth.
     pub routes: RouteTable,
+    /// The resource types' attributes, read from the schema's text for list filtering.
+    pub shapes: crate::filter::shape::Shapes,
     /// SHA-256 over the names and contents of every file read: identical folders on several
     /// replicas report the same version.
     pub version: String,
@@ -67,9 +69,13 @@ pub fn load(dir: &Path, queried: &BTreeSet<String>) -> Result<PolicyBundle, Poli
         Ok::<String, std::io::Error>(text)
     };
     let schema_path = dir.join(SCHEMA_FILE);
+    let mut shapes = crate::filter::shape::Shapes::default();
     let schema = match read(&schema_path) {
         Ok(text) => match Schema::from_cedarschema_str(&text) {
-            Ok((schema, _warnings)) => Some(schema),
+            Ok((schema, _warnings)) => {
+                shapes = crate::filter::shape::Shapes::from_cedarschema(&text);
+                Some(schema)
+            }
             Err(err) => {
                 problems.push(located(&schema_path, &text, &err));
                 None
@@ -137,7 +143,9 @@ pub fn load(dir: &Path, queried: &BTreeSet<String>) -> Result<PolicyBundle, Poli
     }
     let version = format!("{:x}", version.finalize());
     match (schema, routes) {
-        (Some(schema), Some(routes)) if problems.is_empty() => Ok(PolicyBundle { schema, policies, routes, version }),
+        (Some(schema), Some(routes)) if problems.is_empty() => {
+            Ok(PolicyBundle { schema, policies, routes, shapes, version })
+        }
         _ => Err(PolicyLoadError { problems }),
     }
 }
