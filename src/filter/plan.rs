@@ -222,3 +222,112 @@ fn valid_rows(target: &Target<'_>, mapping: &ResourceMapping) -> Result<Conditio
     }
     Ok(Condition::and(guards))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::TokenUse;
+    use crate::decision::PolicySources;
+    use crate::filter::mapping::{MappedColumn, SqlSource};
+
+    fn decider() -> Decider {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        Decider::load(&PolicySources { dir, pools: Vec::new(), resource_queries: Vec::new() }).unwrap()
+    }
+
+    fn principal(pool: &str, sub: &str, groups: &[&str], flags: &[&str], org: Option<&str>) -> Principal {
+        let mut namespace = pool.to_owned();
+        if let Some(first) = namespace.get_mut(..1) {
+            first.make_ascii_uppercase();
+        }
+        Principal {
+            pool: pool.into(),
+            namespace,
+            sub: sub.into(),
+            token_use: TokenUse::Access,
+            groups: groups.iter().map(|group| (*group).to_owned()).collect(),
+            email: None,
+            scopes: vec!["write:recharge".into()],
+            attributes: org.map(|org| vec![("org_id".to_owned(), org.to_owned())]).unwrap_or_default(),
+            flags: Arc::from(flags.iter().map(|flag| (*flag).to_owned()).collect::<Vec<_>>()),
+        }
+    }
+
+    fn mapping(attributes: &[&str]) -> ResourceMapping {
+        ResourceMapping {
+            table: "t".into(),
+            id_column: "id".into(),
+            attributes: attributes
+                .iter()
+                .map(|name| {
+                    ((*name).to_owned(), MappedColumn { source: SqlSource::Column((*name).into()), nullable: false })
+                })
+                .collect::<BTreeMap<_, _>>(),
+            parent: None,
+        }
+    }
+
+    fn plan_of(principal: &Principal, action: &str, resource_type: &str, mapping: &ResourceMapping) -> Value {
+        let context = Map::new();
+        let question = FilterQuestion { action, resource_type, context: &context };
+        serde_json::to_value(plan(&decider(), principal, Some(mapping), &question).unwrap().plan).unwrap()
+    }
+
+    #[test]
+    fn every_shipped_policy_translates_into_the_seed_scenarios_list_views() {
+        let stock = mapping(&["org_id"]);
+        let mia = principal("merchant", "mia", &["merchant"], &["can_manage_stock"], Some("o1"));
+        let eq = |attr: &str, value: &str| json!({"kind": "conditional", "condition": {"op": "eq", "attr": attr, "value": value}});
+        assert_eq!(plan_of(&mia, "read", "Stock", &stock), eq("org_id", "o1"));
+        assert_eq!(plan_of(&mia, "update", "Stock", &stock), eq("org_id", "o1"));
+        let stu = principal("merchant", "stu", &["merchant-staff"], &["can_manage_stock"], Some("o2"));
+        assert_eq!(plan_of(&stu, "read", "Stock", &stock), eq("org_id", "o2"));
+        assert_eq!(plan_of(&stu, "update", "Stock", &stock), json!({"kind": "always_deny"}));
+        let orgless = principal("merchant", "mia", &["merchant"], &["can_manage_stock"], None);
+        assert_eq!(plan_of(&orgless, "read", "Stock", &stock), json!({"kind": "always_deny"}));
+
+        let accounts = mapping(&[]);
+        let ada = principal("admin", "ada", &["admins"], &[], None);
+        assert_eq!(plan_of(&ada, "read", "Account", &accounts), json!({"kind": "always_allow"}));
+        assert_eq!(plan_of(&ada, "create", "Account", &accounts), json!({"kind": "always_deny"}));
+        let sam = principal("admin", "sam", &["support"], &[], None);
+        assert_eq!(plan_of(&sam, "read", "Account", &accounts), json!({"kind": "always_allow"}));
+        assert_eq!(plan_of(&sam, "delete", "Account", &accounts), json!({"kind": "always_deny"}));
+
+        let wallets = mapping(&["owner"]);
+        let wil = principal("wallet", "wil", &[], &[], None);
+        assert_eq!(plan_of(&wil, "read", "Wallet", &wallets), eq("owner", "wil"));
+        assert_eq!(plan_of(&wil, "recharge", "Wallet", &wallets), eq("owner", "wil"));
+    }
+
+    #[test]
+    fn a_required_attribute_on_a_nullable_column_excludes_its_null_rows_and_the_mapping_is_checked() {
+        let decider = decider();
+        let ada = principal("admin", "ada", &["admins"], &[], None);
+        let mia = principal("merchant", "mia", &["merchant"], &[], Some("o1"));
+        let context = Map::new();
+        let ask = |who: &Principal, action, resource_type, mapping: &ResourceMapping| {
+            plan(&decider, who, Some(mapping), &FilterQuestion { action, resource_type, context: &context })
+        };
+        let mut stock = mapping(&["org_id"]);
+        if let Some(column) = stock.attributes.get_mut("org_id") {
+            column.nullable = true;
+        }
+        let planned = ask(&mia, "read", "Stock", &stock).unwrap();
+        assert_eq!(
+            serde_json::to_value(planned.plan).unwrap(),
+            json!({"kind": "conditional", "condition": {"op": "and", "args": [
+                {"op": "has", "attr": "org_id"}, {"op": "eq", "attr": "org_id", "value": "o1"}]}})
+        );
+        assert_eq!(planned.policies, ["merchant.read-own-org-stock"]);
+        assert!(matches!(ask(&mia, "read", "Stock", &mapping(&[])), Err(FilterError::Mapping { .. })));
+        assert!(matches!(ask(&mia, "read", "Stock", &mapping(&["org_id", "x"])), Err(FilterError::Mapping { .. })));
+        assert!(matches!(ask(&ada, "read", "Stock", &stock), Err(FilterError::InvalidRequest(_))));
+        assert!(matches!(ask(&mia, "fly", "Stock", &stock), Err(FilterError::InvalidRequest(_))));
+    }
+}
