@@ -15,6 +15,7 @@ mod decision;
 mod decision_log;
 mod fake_issuer;
 mod faults;
+mod filter_conformance;
 mod forward_auth;
 mod helpers;
 mod jwks;
