@@ -471,3 +471,84 @@ fn generated_policies_filter_exactly_what_they_allow_on_sqlite() {
         panic!("{err}");
     }
 }
+
+#[tokio::test]
+async fn set_attributes_filter_as_postgresql_arrays_exactly() {
+    let Some(admin_url) = crate::helpers::postgres_url() else { return };
+    let schema = r#"
+namespace Tagged {
+  entity Group;
+  entity User in [Group] {
+    sub: String, pool: String, token_use: String, email?: String,
+    flags: Set<String>, scopes: Set<String>,
+  };
+  entity Doc { tags?: Set<String>, ns?: Set<Long> };
+  action read appliesTo { principal: User, resource: Doc };
+}
+"#;
+    let policies = r#"
+@id("t1") permit (principal, action == Tagged::Action::"read", resource)
+when { resource has tags && (resource.tags.contains("a") || resource.tags.containsAll(["b", "c"])) };
+@id("t2") permit (principal, action == Tagged::Action::"read", resource)
+when { resource has ns && resource.ns.containsAny([1, 9223372036854775807]) };
+@id("t3") forbid (principal, action == Tagged::Action::"read", resource)
+when { resource has tags && resource.tags.isEmpty() };
+@id("t4") permit (principal, action == Tagged::Action::"read", resource)
+when { resource has tags && principal.flags.containsAll(resource.tags) };
+"#;
+    let dir = policy_dir(schema, policies);
+    let decider = load(dir.path());
+    let mapping = RawResource::check(
+        toml::from_str("table = \"docs\"\nattributes = { tags = { column = \"tags\" }, ns = { column = \"ns\" } }")
+            .unwrap(),
+        "Doc",
+    )
+    .unwrap()
+    .1
+    .unwrap();
+    let tag_sets: [Option<&[&str]>; 7] =
+        [None, Some(&[]), Some(&["a"]), Some(&["b", "c"]), Some(&["A"]), Some(&["b"]), Some(&["a", "b", "c"])];
+    let number_sets: [Option<&[i64]>; 5] = [None, Some(&[]), Some(&[1]), Some(&[i64::MAX]), Some(&[2, 3])];
+    let database = TestDatabase::create(&Backend::Postgres(admin_url)).await;
+    let (mut conn, dialect) = connect(&database, &Backend::Postgres(String::new())).await;
+    sqlx::query("CREATE TABLE docs (id TEXT PRIMARY KEY, tags TEXT[], ns BIGINT[])").execute(&mut conn).await.unwrap();
+    let mut rows = Vec::new();
+    for tags in tag_sets {
+        for numbers in number_sets {
+            let id = format!("doc-{}", rows.len());
+            let tags_sql = match tags {
+                Some(tags) => format!(
+                    "ARRAY[{}]::text[]",
+                    tags.iter().map(|tag| format!("'{tag}'")).collect::<Vec<_>>().join(", ")
+                ),
+                None => "NULL".to_owned(),
+            };
+            let numbers_sql = match numbers {
+                Some(numbers) => format!(
+                    "ARRAY[{}]::bigint[]",
+                    numbers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                ),
+                None => "NULL".to_owned(),
+            };
+            sqlx::query(&format!("INSERT INTO docs (id, tags, ns) VALUES ('{id}', {tags_sql}, {numbers_sql})"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let mut attributes = Map::new();
+            if let Some(tags) = tags {
+                attributes.insert("tags".into(), json!(tags));
+            }
+            if let Some(numbers) = numbers {
+                attributes.insert("ns".into(), json!(numbers));
+            }
+            rows.push((id, attributes));
+        }
+    }
+    for flags in [&[][..], &["a"][..], &["b", "c"][..], &["a", "b", "c", "A"][..]] {
+        let who = principal("Tagged", "reader", &[], flags, None);
+        let expected = allowed(&decider, &who, "read", "Doc", &rows);
+        let got = selected(&mut conn, &decider, &who, "read", "Doc", &mapping, dialect).await;
+        assert_eq!(got, expected, "flags {flags:?}");
+        assert!(!expected.is_empty() && expected.len() < rows.len(), "flags {flags:?} should split the rows");
+    }
+}
