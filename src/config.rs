@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::filter::mapping::{RawResource, ResourceMapping};
+
 const DEFAULTS: &str = include_str!("../config/defaults.toml");
 const DEV_POOLS: &str = include_str!("../config/dev.toml");
 const ENV_PREFIX: &str = "POOLGATE";
@@ -81,7 +83,7 @@ struct Written {
     #[serde(default)]
     pools: BTreeMap<String, PoolConfig>,
     #[serde(default)]
-    resources: BTreeMap<String, ResourceSettings>,
+    resources: BTreeMap<String, RawResource>,
 }
 
 /// Validated configuration.
@@ -105,7 +107,7 @@ pub struct Settings {
     pub dev: DevSettings,
     /// `[pools.<name>]`: the trusted pools, ordered by name.
     pub pools: Vec<PoolSettings>,
-    /// `[resources.<Type>]`: resource attributes from SQL, for forward-auth.
+    /// `[resources.<Type>]`: resource attributes from SQL, for forward-auth and list filtering.
     pub resources: BTreeMap<String, ResourceSettings>,
 }
 
@@ -244,12 +246,15 @@ pub struct DevSettings {
     pub keys_dir: PathBuf,
 }
 
-/// `[resources.<Type>]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[resources.<Type>]`, resolved: how forward-auth loads a resource's attributes, and how list
+/// filtering finds its rows (see `filter::mapping`).
+#[derive(Debug, Clone)]
 pub struct ResourceSettings {
-    /// Parameterized query returning the resource's attributes, `$1` being its id.
+    /// Parameterized query returning the resource's attributes, `$1` being its id: as written,
+    /// or generated from the table mapping.
     pub query: String,
+    /// The table, id and attribute columns, when declared with `table`.
+    pub mapping: Option<ResourceMapping>,
 }
 
 /// Log output: `json` for machines, `pretty` for people at a terminal.
@@ -407,17 +412,6 @@ impl Written {
         for (key, _) in intervals.iter().filter(|(_, interval)| interval.is_zero()) {
             problem(key, "must be longer than zero".into());
         }
-        for (type_name, resource) in &self.resources {
-            if !is_identifier(type_name) {
-                problem(&format!("resources.{type_name}"), "not a Cedar identifier".into());
-            }
-            if !resource.query.contains("$1") {
-                problem(
-                    &format!("resources.{type_name}.query"),
-                    "must take the resource id as the parameter `$1`".into(),
-                );
-            }
-        }
         if self.pools.is_empty() {
             problem("pools", "at least one pool must be configured".into());
         }
@@ -442,6 +436,19 @@ impl Written {
             }
             pools.push(pool);
         }
+        let mut resources = BTreeMap::new();
+        for (type_name, resource) in self.resources {
+            if !is_identifier(&type_name) {
+                problems.push(format!("resources.{type_name}: not a Cedar identifier"));
+                continue;
+            }
+            match resource.check(&type_name) {
+                Ok((query, mapping)) => {
+                    resources.insert(type_name, ResourceSettings { query, mapping });
+                }
+                Err(problem) => problems.push(problem),
+            }
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -455,7 +462,7 @@ impl Written {
             decision_log: self.decision_log,
             dev: self.dev,
             pools,
-            resources: self.resources,
+            resources,
         })
     }
 }

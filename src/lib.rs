@@ -13,6 +13,9 @@
 //! Reverse proxies ask `/v1/forward-auth` instead; [`forward`] turns the original method and
 //! path into the action and resource, by the route table in `policies/routes.toml`.
 //!
+//! [`filter`] answers the list question ("which resources may I touch?") from the same
+//! policies, as a condition tree and SQL.
+//!
 //! [`http`] exposes the stages, [`error`] maps their failures to HTTP, [`startup`] wires it all
 //! from [`config`]; [`db`] owns the connection and migrations, [`dev`] the local dev keys.
 
@@ -23,6 +26,7 @@ pub mod decision;
 pub mod decision_log;
 pub mod dev;
 pub mod error;
+pub mod filter;
 pub mod forward;
 pub mod http;
 pub mod limits;

@@ -175,6 +175,8 @@ pub struct Decider {
     /// then only adds its two entities. Without groups no policy needs them.
     actions: Option<Entities>,
     authorizer: Authorizer,
+    /// The resource types' attributes, for list filtering.
+    shapes: crate::filter::shape::Shapes,
 }
 
 impl Decider {
@@ -200,6 +202,7 @@ impl Decider {
             version: bundle.version,
             actions,
             authorizer: Authorizer::new(),
+            shapes: bundle.shapes,
         })
     }
 
@@ -238,6 +241,16 @@ impl Decider {
     /// The schema the policies were validated against.
     pub fn schema(&self) -> &Schema {
         &self.schema
+    }
+
+    /// The policies that can apply to requests in `namespace` (the same set `decide` uses).
+    pub(crate) fn policies_for(&self, namespace: &str) -> &PolicySet {
+        self.by_namespace.get(namespace).unwrap_or(&self.policies)
+    }
+
+    /// The resource types' attributes, read from the schema's text.
+    pub(crate) fn shapes(&self) -> &crate::filter::shape::Shapes {
+        &self.shapes
     }
 
     /// The principal's Cedar entity, with its namespace's types parsed at load.
@@ -306,7 +319,7 @@ impl Decider {
         ask: &AccessRequest,
     ) -> Result<Decision, DecisionError> {
         let input = entities::cedar_input(principal, namespace, ask, &self.schema, self.actions.as_ref())?;
-        let policies = self.by_namespace.get(namespace).unwrap_or(&self.policies);
+        let policies = self.policies_for(namespace);
         let response = self.authorizer.is_authorized(&input.request, policies, &input.entities);
         let errors: Vec<String> = response.diagnostics().errors().map(ToString::to_string).collect();
         let allow = response.decision() == CedarDecision::Allow && errors.is_empty();

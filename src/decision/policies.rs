@@ -27,6 +27,8 @@ pub struct PolicyBundle {
     pub schema: Schema,
     /// All policies, with stable ids.
     pub policies: PolicySet,
+    /// The resource types' attributes, read from the schema's text for list filtering.
+    pub shapes: crate::filter::shape::Shapes,
     /// SHA-256 over the names and contents of every file read: identical folders on several
     /// replicas report the same version.
     pub version: String,
@@ -66,9 +68,13 @@ pub fn load(dir: &Path, queried: &BTreeSet<String>) -> Result<(PolicyBundle, Rou
         Ok::<String, std::io::Error>(text)
     };
     let schema_path = dir.join(SCHEMA_FILE);
+    let mut shapes = crate::filter::shape::Shapes::default();
     let schema = match read(&schema_path) {
         Ok(text) => match Schema::from_cedarschema_str(&text) {
-            Ok((schema, _warnings)) => Some(schema),
+            Ok((schema, _warnings)) => {
+                shapes = crate::filter::shape::Shapes::from_cedarschema(&text);
+                Some(schema)
+            }
             Err(err) => {
                 problems.push(located(&schema_path, &text, &err));
                 None
@@ -138,7 +144,9 @@ pub fn load(dir: &Path, queried: &BTreeSet<String>) -> Result<(PolicyBundle, Rou
     }
     let version = format!("{:x}", version.finalize());
     match (schema, routes) {
-        (Some(schema), Some(routes)) if problems.is_empty() => Ok((PolicyBundle { schema, policies, version }, routes)),
+        (Some(schema), Some(routes)) if problems.is_empty() => {
+            Ok((PolicyBundle { schema, policies, shapes, version }, routes))
+        }
         _ => Err(PolicyLoadError { problems }),
     }
 }

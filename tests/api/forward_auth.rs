@@ -266,3 +266,37 @@ async fn resource_attributes_come_from_the_configured_query_and_follow_changes()
         }
     }
 }
+
+#[tokio::test]
+async fn the_filters_table_mapping_also_loads_forward_auths_attributes() {
+    for backend in crate::helpers::backends() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::helpers::copy_policies(dir.path());
+        std::fs::write(
+            dir.path().join("routes.toml"),
+            "[[route]]\nmethods = [\"PATCH\"]\npath = \"/stock/{sku}\"\nid = \"sku\"\naction = \"update\"\nresource = \"Stock\"\n",
+        )
+        .unwrap();
+        let issuer = crate::fake_issuer::FakeIssuer::start();
+        let db = crate::helpers::TestDatabase::create(&backend).await;
+        let mut config = crate::helpers::base_config(&issuer, &db.url);
+        crate::helpers::set(&mut config, &["policies", "dir"], dir.path().display().to_string());
+        crate::helpers::set(&mut config, &["resources", "Stock", "table"], "stock");
+        crate::helpers::set(&mut config, &["resources", "Stock", "id_column"], "sku");
+        crate::helpers::set(&mut config, &["resources", "Stock", "attributes", "org_id", "column"], "org_id");
+        let app = crate::helpers::spawn_app(&config).await;
+        db.execute("CREATE TABLE stock (sku TEXT PRIMARY KEY, org_id TEXT)").await;
+        db.execute("INSERT INTO stock (sku, org_id) VALUES ('sku-1', 'o1'), ('sku-2', 'O1'), ('sku-3', NULL)").await;
+        db.execute("INSERT INTO principal_flags (pool, subject, flag) VALUES ('merchant', 'mia', 'can_manage_stock')")
+            .await;
+        let mia = issuer.token("merchant", "mia", &["merchant"], json!({ "custom:org_id": "o1" }));
+        let patch = |sku: &str| {
+            let request = app.client.patch(format!("{}/v1/forward-auth/stock/{sku}", app.address)).bearer_auth(&mia);
+            async move { read(request.send().await.unwrap()).await.status }
+        };
+        assert_eq!(patch("sku-1").await, 200, "{backend:?}");
+        assert_eq!(patch("sku-2").await, 403, "{backend:?}: another org, by case only");
+        assert_eq!(patch("sku-3").await, 403, "{backend:?}: a row without its required org_id");
+        assert_eq!(patch("sku-404").await, 403, "{backend:?}: no such row");
+    }
+}

@@ -18,6 +18,7 @@ mod helpers;
 mod attack;
 mod decision;
 mod decision_log;
+mod filter_conformance;
 mod forward_auth;
 mod lifecycle;
 mod observability;

@@ -1,0 +1,129 @@
+//! List filtering: "which resources of this type may this principal do this action on?",
+//! answered from the same Cedar policies as `/v1/check`, as a condition tree and as SQL.
+//!
+//! # How
+//!
+//! 1. [`plan`]: Cedar's typed partial evaluation (`PolicySet::tpe`, cedar-policy's experimental
+//!    `tpe` feature, pinned to `=4.14.1`) runs with the principal, action and context known and
+//!    the resource unknown except for its type. Principal-side expressions fold to constants
+//!    (`principal.flags.contains("x")`, `principal in Group::"g"`, `principal.org_id`).
+//! 2. [`translate`](translate) walks each residual policy's syntax tree (`Policy::to_pst`) into
+//!    three conditions over a row (true / false / errors) and combines them with poolgate's
+//!    rule: a row is allowed iff some permit is true, no forbid is true, **no policy errors**
+//!    (a permit's error denies too, exactly as [`Decider::decide`](crate::decision::Decider::decide)
+//!    does) and the row is a valid entity (every required attribute present).
+//! 3. [`condition`] is the documented JSON tree; [`sql`] writes it for PostgreSQL or SQLite from
+//!    the [`mapping`] in the configuration, with bound parameters only.
+//!
+//! Everything that touches the experimental API lives in [`plan`] and [`translate`].
+//!
+//! # Supported
+//!
+//! - `==`, `!=` on String, Long and Bool attributes; `<`, `<=`, `>`, `>=` on Long (Cedar orders
+//!   nothing else); `==`/`!=` between a set attribute and a literal set;
+//! - `&&`, `||`, `!`, `if-then-else` (boolean branches), `has`, `like`;
+//! - `[literals].contains(resource.a)` (`in` a set of literals); `resource.s.contains(v)`,
+//!   `containsAll`, `containsAny`, `isEmpty` on `Set<String>`/`Set<Long>` attributes (PostgreSQL
+//!   arrays only); anything where the other side is the principal's, folded by Cedar first;
+//! - `resource == T::"id"`, `resource is T`, and `resource in P::"id"` / `in [..]` where `P` is
+//!   the resource type itself or the mapped parent type.
+//!
+//! # Refused, with [`FilterError::Unsupported`] naming the policy and the construct
+//!
+//! Comparisons of two attributes, arithmetic on attributes, record and entity-typed attributes
+//! (`resource.owner.name`), extension types (ip, decimal, datetime), tags, `resource in` a type
+//! the resource may belong to whose relation is not mapped, and a condition of more than 10,000
+//! nodes. Never an approximation: a filter is never wider than the check.
+//!
+//! # Exact limits
+//!
+//! - A row's ancestors are itself and its one mapped parent; hierarchies deeper than one level
+//!   are not loaded, by the filter or by the check of that row.
+//! - Set attributes: PostgreSQL `text[]`/`bigint[]` columns without NULL elements; SQLite has no
+//!   arrays ([`sql::SqlError::SetOnSqlite`]). Forward-auth's attribute loading reads no array
+//!   columns yet (a required set attribute then fails closed).
+//! - PostgreSQL string columns need a deterministic collation (the default; see [`sql`]).
+//! - Long attributes: 64-bit integer columns; strings: text columns; booleans: `boolean` on
+//!   PostgreSQL, 0/1 integers on SQLite.
+//!
+//! # NULL: what an absent attribute means
+//!
+//! A NULL column is an absent attribute. Reading an absent attribute is an error in Cedar; an
+//! error in a permit or in a forbid denies. For a nullable, optional attribute `x` and a
+//! non-NULL `v`:
+//!
+//! | policy | row `x = v` | row `x ≠ v` | row `x` NULL |
+//! | --- | --- | --- | --- |
+//! | `permit … when { resource.x == v }` | allow | deny | deny (error) |
+//! | `permit … when { resource.x != v }` | deny | allow | deny (error) |
+//! | `permit … when { !(resource.x == v) }` | deny | allow | deny (error) |
+//! | `permit … when { resource has x && resource.x != v }` | deny | allow | deny (false) |
+//! | `permit … when { !(resource has x) \|\| resource.x == v }` | allow | deny | allow |
+//! | `permit(…); forbid … when { resource.x == v }` | deny | allow | deny (forbid errors) |
+//! | `permit(…); forbid … when { resource has x && resource.x == v }` | deny | allow | allow |
+//!
+//! A required attribute whose column is NULL makes the row an invalid entity, which the check
+//! refuses: such rows are excluded (`"x" IS NOT NULL` is added unless the mapping says
+//! `nullable = false`).
+//!
+//! # Example
+//!
+//! `merchant.read-own-org-stock` for a merchant of organisation `o1`, with
+//! `[resources.Stock] table = "stock"` and `org_id = { column = "org_id", nullable = false }`:
+//!
+//! ```text
+//! plan:      {"kind": "conditional", "condition": {"op": "eq", "attr": "org_id", "value": "o1"}}
+//! postgres:  SELECT "id" FROM "stock" WHERE ("org_id" = $1)                  -- $1 = 'o1'
+//! sqlite:    SELECT "id" FROM "stock" WHERE ("org_id" COLLATE BINARY = $1)   -- $1 = 'o1'
+//! ```
+
+pub mod condition;
+pub mod mapping;
+pub mod plan;
+pub mod shape;
+pub mod sql;
+mod translate;
+
+pub use condition::{Comparison, Condition, Literal};
+pub use mapping::ResourceMapping;
+pub use plan::{FilterQuestion, Plan, Planned, plan, plan_for_entity};
+pub use sql::{Dialect, SqlError, SqlParam, SqlWhere, to_sql};
+
+use crate::decision::DecisionError;
+
+/// Why no filter could be built.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    /// The action, resource type or context does not fit the schema: the caller's mistake
+    /// (`400`).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A residual policy uses a construct without an exact translation (`422`
+    /// `unsupported_policy`).
+    #[error("policy `{policy_id}` cannot be translated: {construct} is not supported")]
+    Unsupported {
+        /// The policy's id.
+        policy_id: String,
+        /// The construct, in words.
+        construct: String,
+    },
+    /// The mapping in the configuration does not fit the schema or the policies: an operator's
+    /// mistake (`500`).
+    #[error("resource mapping: {message}")]
+    Mapping {
+        /// What is wrong, naming the attribute.
+        message: String,
+    },
+    /// The principal could not be built.
+    #[error(transparent)]
+    Principal(#[from] DecisionError),
+    /// Cedar's partial evaluation failed.
+    #[error("{message} failed")]
+    Engine {
+        /// The step that failed.
+        message: String,
+        /// Cedar's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
