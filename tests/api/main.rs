@@ -16,6 +16,7 @@ mod decision_log;
 mod fake_issuer;
 mod faults;
 mod forward_auth;
+mod gateways;
 mod helpers;
 mod jwks;
 mod lifecycle;
