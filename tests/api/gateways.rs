@@ -29,6 +29,9 @@ use crate::proxy::{Fault, FaultProxy};
 struct Gateway {
     name: &'static str,
     binary: &'static str,
+    /// Whether the example removes every client `X-Poolgate-*` header, not only the ones it
+    /// sets: nginx cannot remove headers by prefix (see its example).
+    strips_every_identity_header: bool,
     /// Writes the example into `dir` with the test's addresses; the command that runs it.
     launch: fn(binary: &Path, dir: &Path, ports: &Ports) -> Command,
 }
@@ -41,11 +44,16 @@ struct Ports {
     proxy: u16,
 }
 
-const NGINX: Gateway = Gateway { name: "nginx", binary: "nginx", launch: launch_nginx };
-const CADDY: Gateway = Gateway { name: "caddy", binary: "caddy", launch: launch_caddy };
-const TRAEFIK: Gateway = Gateway { name: "traefik", binary: "traefik", launch: launch_traefik };
-const ENVOY_HTTP: Gateway = Gateway { name: "envoy", binary: "envoy", launch: launch_envoy_http };
-const HAPROXY: Gateway = Gateway { name: "haproxy", binary: "haproxy", launch: launch_haproxy };
+const NGINX: Gateway =
+    Gateway { name: "nginx", binary: "nginx", strips_every_identity_header: false, launch: launch_nginx };
+const CADDY: Gateway =
+    Gateway { name: "caddy", binary: "caddy", strips_every_identity_header: true, launch: launch_caddy };
+const TRAEFIK: Gateway =
+    Gateway { name: "traefik", binary: "traefik", strips_every_identity_header: true, launch: launch_traefik };
+const ENVOY_HTTP: Gateway =
+    Gateway { name: "envoy", binary: "envoy", strips_every_identity_header: true, launch: launch_envoy_http };
+const HAPROXY: Gateway =
+    Gateway { name: "haproxy", binary: "haproxy", strips_every_identity_header: true, launch: launch_haproxy };
 
 #[tokio::test]
 async fn nginx() {
@@ -141,6 +149,7 @@ async fn scenario(gateway: &Gateway) {
         .header("X-Poolgate-Pool", "wallet")
         .header("X-Poolgate-Groups", "admins")
         .header("X-Poolgate-Attr-org_id", "x")
+        .header("X-Poolgate-Attr-Role", "x")
         .send()
         .await
         .unwrap();
@@ -150,6 +159,9 @@ async fn scenario(gateway: &Gateway) {
     assert_eq!(seen.values("x-poolgate-pool"), ["admin"], "{name}: {seen:?}");
     assert_eq!(seen.values("x-poolgate-groups"), ["support"], "{name}: {seen:?}");
     assert_eq!(seen.values("x-poolgate-attr-org_id"), Vec::<String>::new(), "{name}: {seen:?}");
+    if gateway.strips_every_identity_header {
+        assert_eq!(seen.values("x-poolgate-attr-role"), Vec::<String>::new(), "{name}: {seen:?}");
+    }
 
     let public = client
         .get(format!("{base}/public/ping"))
@@ -291,11 +303,7 @@ async fn record(request: HttpRequest, seen: web::Data<Mutex<Vec<Seen>>>) -> Http
         .iter()
         .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
         .collect();
-    seen.lock().unwrap().push(Seen {
-        method: request.method().to_string(),
-        uri: request.uri().to_string(),
-        headers,
-    });
+    seen.lock().unwrap().push(Seen { method: request.method().to_string(), uri: request.uri().to_string(), headers });
     HttpResponse::Ok().body("upstream")
 }
 
@@ -450,10 +458,15 @@ fn launch_envoy_http(binary: &Path, dir: &Path, ports: &Ports) -> Command {
     );
     let base_id = (uuid::Uuid::new_v4().as_u128() % 1_000_000).to_string();
     let mut command = Command::new(binary);
-    command
-        .arg("-c")
-        .arg(configuration)
-        .args(["--base-id", &base_id, "--disable-hot-restart", "--concurrency", "1", "--log-level", "warning"]);
+    command.arg("-c").arg(configuration).args([
+        "--base-id",
+        &base_id,
+        "--disable-hot-restart",
+        "--concurrency",
+        "1",
+        "--log-level",
+        "warning",
+    ]);
     command
 }
 
