@@ -12,7 +12,10 @@
 -- an error inside this script, after which HAProxy would go on with the request.
 
 local IDENTITY_PREFIX = "x-poolgate-"
-local TIMEOUT_MS = 5000
+-- Just above poolgate's own limit (`server.request_timeout`, 5 s by default), so that its 503
+-- arrives first. HAProxy 2.6's httpclient tries up to 4 times when nothing answers: a hung
+-- poolgate is a 503 after about 4 times this (measured).
+local TIMEOUT_MS = 6000
 local PASSED_TO_POOLGATE = { "authorization", "x-id-token" }
 local PASSED_TO_CLIENT = { "www-authenticate", "content-type" }
 

@@ -36,8 +36,7 @@ struct Gateway {
     launch: fn(binary: &Path, dir: &Path, ports: &Ports) -> Command,
 }
 
-/// The addresses the examples document, as the test chose them (all on 127.0.0.1).
-#[derive(Clone, Copy)]
+/// The ports of the addresses the examples document, as the test chose them (all on 127.0.0.1).
 struct Ports {
     app: u16,
     poolgate: u16,
@@ -89,7 +88,7 @@ async fn scenario(gateway: &Gateway) {
     // The proxy reaches poolgate through a TCP relay that can take it down (e).
     let relay = FaultProxy::start(poolgate).await;
     let upstream = Upstream::start();
-    let proxy = RunningProxy::start(gateway, &binary, &Ports { app: upstream.port, poolgate: relay.port(), proxy: 0 });
+    let proxy = RunningProxy::start(gateway, &binary, upstream.port, relay.port());
     proxy.wait_until_it_serves(&upstream).await;
     let base = format!("http://127.0.0.1:{}", proxy.port);
     let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(20)).build().unwrap();
@@ -316,10 +315,12 @@ struct RunningProxy {
 }
 
 impl RunningProxy {
-    fn start(gateway: &Gateway, binary: &Path, ports: &Ports) -> Self {
+    /// Runs `gateway`'s example on a free port, in front of the application on port `app`
+    /// and poolgate on port `poolgate`.
+    fn start(gateway: &Gateway, binary: &Path, app: u16, poolgate: u16) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let ports = Ports { proxy: port, ..*ports };
+        let ports = Ports { app, poolgate, proxy: port };
         let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
         let mut command = (gateway.launch)(binary, dir.path(), &ports);
         for variable in ["http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
