@@ -14,12 +14,15 @@
 mod fake_issuer;
 #[path = "../common/helpers.rs"]
 mod helpers;
+#[path = "../common/proxy.rs"]
+mod proxy;
 
 mod attack;
 mod decision;
 mod decision_log;
 mod filter_conformance;
 mod forward_auth;
+mod gateways;
 mod lifecycle;
 mod observability;
 mod policy_matrix;

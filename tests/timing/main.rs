@@ -14,11 +14,12 @@
 mod fake_issuer;
 #[path = "../common/helpers.rs"]
 mod helpers;
+#[path = "../common/proxy.rs"]
+mod proxy;
 
 mod coherence;
 mod faults;
 mod jwks;
-mod proxy;
 mod soak;
 
 /// Held by every test of this binary, so they run one at a time whatever the test threads.

@@ -4,6 +4,7 @@
 //!
 //! [`Fault`] is switched at run time with [`FaultProxy::set`]; every open connection follows the
 //! switch at once.
+#![allow(dead_code, reason = "shared by two test binaries, each using a part")]
 
 use std::net::SocketAddr;
 use std::time::Duration;
