@@ -18,6 +18,8 @@ pub struct Metrics {
     pub database_errors: IntCounter,
     /// Decision records dropped because the writer's queue was full.
     pub decision_log_dropped: IntCounter,
+    /// Policy reloads by result (`ok`, `unchanged`, `refused`).
+    pub policy_reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -48,8 +50,20 @@ impl Metrics {
         registry.register(Box::new(jwks_fetches.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(database_errors.clone()))?;
+        let policy_reloads =
+            IntCounterVec::new(Opts::new("poolgate_policy_reloads_total", "Policy reloads by result"), &["result"])?;
         registry.register(Box::new(decision_log_dropped.clone()))?;
-        Ok(Self { registry, decisions, latency, jwks_fetches, cache_lookups, database_errors, decision_log_dropped })
+        registry.register(Box::new(policy_reloads.clone()))?;
+        Ok(Self {
+            registry,
+            decisions,
+            latency,
+            jwks_fetches,
+            cache_lookups,
+            database_errors,
+            decision_log_dropped,
+            policy_reloads,
+        })
     }
 
     /// The text exposition format.

@@ -2,8 +2,8 @@
 //!
 //! [`build`] loads and validates the policies, checks that every pool's principal fits the
 //! schema, connects and migrates the database, fetches every pool's keys, starts the background
-//! tasks (key refreshers, the change follower that keeps caches coherent, the revocation purge)
-//! and binds the HTTP server to the given listener. Anything wrong refuses to
+//! tasks (key refreshers, the change follower that keeps caches coherent, the revocation purge),
+//! waits until changes are watched, and binds the HTTP server to the given listener. Anything wrong refuses to
 //! start with every problem listed; a pool whose keys cannot be fetched yet does not, it only
 //! keeps `/readyz` at 503 until its keys arrive.
 
@@ -62,11 +62,12 @@ impl Application {
 pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Application> {
     dev::ensure_keys(&settings)?;
     let sources = PolicySources::from(&settings);
-    let policies = Arc::new(Policies::new(decision::load(&sources)?, sources));
+    let folder = decision::load(&sources)?;
     let db = db::connect(&settings.database).await?;
     db::migrate(&db, &settings.database).await?;
 
     let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
+    let policies = Arc::new(Policies::new(folder, sources, Arc::clone(&metrics)));
     let verifier =
         Verifier::start(&settings, Arc::clone(&metrics)).await.context("cannot build the key-set HTTP client")?;
 
@@ -99,11 +100,19 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
             })
         })
         .collect();
+    let (following, watching) = tokio::sync::oneshot::channel();
     background.push(tokio::spawn(coherence::follow(
         settings.database.url.clone(),
         settings.database.change_poll_interval,
         Caches { principals: Arc::clone(&principals), resources },
+        following,
     )));
+    // Serving starts once changes are watched, so no change can slip past a cache filled at
+    // start; a database that cannot be watched yet delays the start by at most this bound, and
+    // the watcher flushes the caches when it does connect.
+    if tokio::time::timeout(settings.database.query_timeout, watching).await.is_err() {
+        tracing::warn!("changes are not watched yet; caches are flushed once they are");
+    }
     background.push(reload::follow(policies, settings.policies.watch).context("cannot watch the policies")?);
     let purge_interval = settings.database.purge_interval;
     background.push(tokio::spawn(async move {

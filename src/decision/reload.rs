@@ -13,6 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::decision::policies::PolicyLoadError;
 use crate::decision::{self, PolicyFolder, PolicySources};
+use crate::metrics::Metrics;
 
 /// Quiet time after a file event before reloading, so an editor's burst of writes is one reload.
 const DEBOUNCE: Duration = Duration::from_millis(300);
@@ -21,12 +22,13 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 pub struct Policies {
     current: RwLock<Arc<PolicyFolder>>,
     sources: PolicySources,
+    metrics: Arc<Metrics>,
 }
 
 impl Policies {
     /// Wraps the set loaded at start-up.
-    pub fn new(folder: PolicyFolder, sources: PolicySources) -> Self {
-        Self { current: RwLock::new(Arc::new(folder)), sources }
+    pub fn new(folder: PolicyFolder, sources: PolicySources, metrics: Arc<Metrics>) -> Self {
+        Self { current: RwLock::new(Arc::new(folder)), sources, metrics }
     }
 
     /// The set in force now; hold on to it for the whole request.
@@ -51,7 +53,14 @@ impl Policies {
 
     fn reload_and_log(&self, trigger: &str) {
         let before = self.current().decider.version().to_owned();
-        match self.reload() {
+        let result = self.reload();
+        let outcome = match &result {
+            Ok(version) if *version == before => "unchanged",
+            Ok(_) => "ok",
+            Err(_) => "refused",
+        };
+        self.metrics.policy_reloads.with_label_values(&[outcome]).inc();
+        match result {
             Ok(version) if version == before => tracing::debug!(trigger, version, "policies unchanged"),
             Ok(version) => tracing::info!(trigger, version, "policies reloaded"),
             Err(err) => {

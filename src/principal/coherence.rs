@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use sqlx::Connection;
 use sqlx::postgres::PgListener;
+use tokio::sync::oneshot;
 
 use crate::forward::resources::ResourceStore;
 use crate::principal::store::PrincipalStore;
@@ -61,12 +62,22 @@ pub enum Change {
     Flush,
 }
 
-/// Follows the database's changes forever, evicting what they affect.
-pub async fn follow(database_url: String, poll_interval: Duration, caches: Caches) {
+/// Follows the database's changes forever, evicting what they affect. `following` is told
+/// once the first watch is in place (and the caches flushed after it), so start-up can wait for
+/// it before serving: from then on no change goes unseen.
+pub async fn follow(database_url: String, poll_interval: Duration, caches: Caches, following: oneshot::Sender<()>) {
+    let mut following = Some(following);
     if crate::db::is_sqlite(&database_url) {
-        poll_sqlite(&database_url, poll_interval, &caches).await;
+        poll_sqlite(&database_url, poll_interval, &caches, &mut following).await;
     } else {
-        listen_postgres(&database_url, &caches).await;
+        listen_postgres(&database_url, &caches, &mut following).await;
+    }
+}
+
+/// Says, the first time only, that the watch is in place.
+fn announce(following: &mut Option<oneshot::Sender<()>>) {
+    if let Some(following) = following.take() {
+        let _ = following.send(());
     }
 }
 
@@ -85,7 +96,7 @@ impl Caches {
     }
 }
 
-async fn listen_postgres(url: &str, store: &Caches) {
+async fn listen_postgres(url: &str, store: &Caches, following: &mut Option<oneshot::Sender<()>>) {
     loop {
         let mut listener = match tokio::time::timeout(HEARTBEAT, subscribe(url)).await {
             Ok(Ok(listener)) => listener,
@@ -102,6 +113,7 @@ async fn listen_postgres(url: &str, store: &Caches) {
         };
         // LISTEN is in place: whatever changed before now may have gone unannounced.
         store.flush();
+        announce(following);
         tracing::info!(channel = CHANNEL, "listening for changes");
         let problem = follow_notifications(&mut listener, store).await;
         // From here until LISTEN is back, changes go unheard: nothing cached may be trusted.
@@ -150,7 +162,7 @@ async fn apply(store: &Caches, payload: &str) {
     }
 }
 
-async fn poll_sqlite(url: &str, interval: Duration, store: &Caches) {
+async fn poll_sqlite(url: &str, interval: Duration, store: &Caches, following: &mut Option<oneshot::Sender<()>>) {
     loop {
         let mut connection = match sqlx::AnyConnection::connect(url).await {
             Ok(connection) => connection,
@@ -164,6 +176,7 @@ async fn poll_sqlite(url: &str, interval: Duration, store: &Caches) {
         // The baseline is read before the flush, so no change can fall between the two.
         let mut last_version = data_version(&mut connection).await;
         store.flush();
+        announce(following);
         while let Some(last) = last_version {
             tokio::time::sleep(interval).await;
             last_version = data_version(&mut connection).await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::fake_issuer::now;
-use crate::helpers::{Answer, Backend, World, ask, backends, repo_path, set};
+use crate::helpers::{Answer, Backend, World, ask, backends, eventually, repo_path, set};
 
 fn wallet_read() -> Value {
     ask("read", "Wallet", "w-1", json!({ "owner": "wil" }))
@@ -171,8 +171,12 @@ async fn operators_disable_sign_out_and_revoke_with_plain_sql() {
                 now() - 60
             ))
             .await;
-        tokio::time::sleep(Duration::from_millis(700)).await;
-
+        let arrived = eventually(Duration::from_secs(3), || async {
+            world.app.check(&wil, read("wil")).await.outcome() == "principal_disabled"
+                && world.app.check(&ann, read("ann")).await.outcome() == "token_revoked"
+                && world.app.check(&old, read("old")).await.outcome() == "token_revoked"
+        });
+        assert!(arrived.await, "{backend:?}: the switches did not arrive");
         assert_code(&world.app.check(&wil, read("wil")).await, 401, "principal_disabled", "disabled");
         assert_code(&world.app.check(&ann, read("ann")).await, 401, "token_revoked", "origin_jti revoked");
         assert_code(&world.app.check(&old, read("old")).await, 401, "token_revoked", "signed in before sign-out");
@@ -181,7 +185,11 @@ async fn operators_disable_sign_out_and_revoke_with_plain_sql() {
         // Undoing is just as immediate.
         world.db.execute("UPDATE principals SET disabled = FALSE WHERE pool = 'wallet' AND subject = 'wil'").await;
         world.db.execute("DELETE FROM revoked_tokens WHERE jti = 'origin-ann'").await;
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        let undone = eventually(Duration::from_secs(3), || async {
+            world.app.check(&wil, read("wil")).await.outcome() == "allow"
+                && world.app.check(&ann, read("ann")).await.outcome() == "allow"
+        });
+        assert!(undone.await, "{backend:?}: undoing did not arrive");
         assert_eq!(world.app.check(&wil, read("wil")).await.outcome(), "allow", "{backend:?}");
         assert_eq!(world.app.check(&ann, read("ann")).await.outcome(), "allow", "{backend:?}");
     }
@@ -214,7 +222,11 @@ async fn a_revoked_jti_rejects_the_token_and_expired_revocations_are_purged() {
                 now() + 600
             ))
             .await;
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        let arrived = eventually(Duration::from_secs(3), || async {
+            world.app.check(&token, wallet_read()).await.outcome() == "token_revoked"
+                && world.db.count("SELECT COUNT(*) FROM revoked_tokens").await == 2
+        });
+        assert!(arrived.await, "{backend:?}: the revocation or the purge did not happen");
         assert_code(&world.app.check(&token, wallet_read()).await, 401, "token_revoked", "jti");
         let other = world.issuer.token("wallet", "wil", &[], json!({ "jti": "jti-2" }));
         assert_eq!(world.app.check(&other, wallet_read()).await.outcome(), "allow", "{backend:?}");
@@ -230,7 +242,10 @@ async fn require_registered_denies_subjects_without_a_principals_row() {
         let token = world.issuer.token("wallet", "wil", &[], json!({}));
         assert_code(&world.app.check(&token, wallet_read()).await, 401, "principal_not_registered", "no row");
         world.db.execute("INSERT INTO principals (pool, subject) VALUES ('wallet', 'wil')").await;
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        let registered = eventually(Duration::from_secs(3), || async {
+            world.app.check(&token, wallet_read()).await.outcome() == "allow"
+        });
+        assert!(registered.await, "{backend:?}: the registration did not arrive");
         assert_eq!(world.app.check(&token, wallet_read()).await.outcome(), "allow", "{backend:?}");
         // Other pools do not require it.
         let ada = world.issuer.token("admin", "ada", &["admins"], json!({}));

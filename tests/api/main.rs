@@ -20,6 +20,7 @@ mod proxy;
 mod attack;
 mod decision;
 mod decision_log;
+mod docs;
 mod filter_conformance;
 mod forward_auth;
 mod gateways;

@@ -17,8 +17,6 @@ fn value(metrics: &str, series: &str) -> f64 {
 #[tokio::test]
 async fn metrics_count_decisions_fetches_cache_lookups_and_database_errors() {
     let world = World::start().await;
-    // The SQLite change watcher flushes the caches once as it starts; let that pass first.
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let token = world.issuer.token("wallet", "wil", &[], json!({}));
     let mine = ask("read", "Wallet", "w-1", json!({ "owner": "wil" }));
     let theirs = ask("read", "Wallet", "w-2", json!({ "owner": "bob" }));

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::fake_issuer::FakeIssuer;
-use crate::helpers::{Backend, ProcessApp, TestApp, TestDatabase, ask, base_config, set, spawn_app};
+use crate::helpers::{
+    Backend, ProcessApp, TestApp, TestDatabase, ask, base_config, eventually, postgres_url, set, spawn_app,
+};
 
 const CHANGES: usize = 20;
 const DEADLINE: Duration = Duration::from_secs(1);
@@ -18,27 +20,13 @@ fn stock_update() -> Value {
     ask("update", "Stock", "sku-1", json!({ "org_id": "o1" }))
 }
 
-fn postgres() -> Option<String> {
-    match std::env::var("POOLGATE_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            eprintln!("skipped: POOLGATE_TEST_POSTGRES_URL is not set");
-            None
-        }
-    }
-}
-
 /// How long until every replica answers `expected`; panics past two seconds.
 async fn propagation(replicas: &[TestApp], token: &str, body: &Value, expected: &str) -> Duration {
     let started = Instant::now();
     for replica in replicas {
-        loop {
-            if replica.check(token, body.clone()).await.outcome() == expected {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(2), "no `{expected}` after 2 s");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let left = Duration::from_secs(2).saturating_sub(started.elapsed());
+        let arrived = eventually(left, || async { replica.check(token, body.clone()).await.outcome() == expected });
+        assert!(arrived.await, "no `{expected}` after 2 s");
     }
     started.elapsed()
 }
@@ -73,7 +61,7 @@ async fn warm(replicas: &[TestApp], token: &str) {
 #[tokio::test]
 async fn two_replicas_on_postgres_converge_within_a_second_even_after_the_listener_is_killed() {
     let _serial = crate::serial().await;
-    let Some(url) = postgres() else { return };
+    let Some(url) = postgres_url() else { return };
     let issuer = FakeIssuer::start();
     let db = TestDatabase::create(&Backend::Postgres(url)).await;
     let mut config = base_config(&issuer, &db.url);
@@ -136,7 +124,7 @@ async fn two_processes_on_one_sqlite_file_converge_within_a_second() {
 #[tokio::test]
 async fn an_unreachable_postgres_gives_503_never_an_allow_and_recovers() {
     let _serial = crate::serial().await;
-    let Some(url) = postgres() else { return };
+    let Some(url) = postgres_url() else { return };
     let issuer = FakeIssuer::start();
     let db = TestDatabase::create(&Backend::Postgres(url)).await;
     let mut config = base_config(&issuer, &db.url);

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use toml::Table;
 
 use crate::fake_issuer::FakeIssuer;
-use crate::helpers::{Backend, TestApp, TestDatabase, ask, base_config, postgres_url, set, spawn_app};
+use crate::helpers::{Backend, TestApp, TestDatabase, ask, base_config, eventually, postgres_url, set, spawn_app};
 use crate::proxy::{Fault, FaultProxy};
 
 /// Distinct subjects per burst, so each needs its own database lookup.
@@ -142,14 +142,10 @@ impl Rig {
     async fn recover(&self, label: &str, fresh_subject: &str) {
         self.proxy.set(Fault::Pass);
         let started = Instant::now();
-        loop {
-            let answer = self.app.check(&self.warm[0], stock_update()).await;
-            if answer.outcome() == "allow" {
-                break;
-            }
-            assert!(started.elapsed() < RECOVERY_BOUND, "{label}: still {} after {:?}", answer.body, started.elapsed());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let recovered = eventually(RECOVERY_BOUND, || async {
+            self.app.check(&self.warm[0], stock_update()).await.outcome() == "allow"
+        });
+        assert!(recovered.await, "{label}: still refused after {:?}", started.elapsed());
         let took = started.elapsed();
         eprintln!("{label}: first allow {took:?} after the database came back");
         assert_eq!(self.app.check(&self.token(fresh_subject), stock_update()).await.outcome(), "allow");

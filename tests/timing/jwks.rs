@@ -7,7 +7,7 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::fake_issuer::{KEYS, Mode};
-use crate::helpers::{Backend, World, ask, set};
+use crate::helpers::{Backend, World, ask, eventually, set};
 
 fn wallet_read() -> Value {
     ask("read", "Wallet", "w-1", json!({ "owner": "wil" }))
@@ -64,8 +64,8 @@ async fn cached_keys_keep_serving_while_the_endpoint_is_down() {
     for mode in [Mode::Down, Mode::Garbage] {
         world.issuer.set_mode(mode);
         let hits = world.issuer.hits("wallet");
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        assert!(world.issuer.hits("wallet") > hits, "the background refresh kept trying");
+        let retried = eventually(Duration::from_secs(3), || async { world.issuer.hits("wallet") > hits + 1 }).await;
+        assert!(retried, "the background refresh kept trying");
         assert_eq!(world.app.check(&token, wallet_read()).await.outcome(), "allow", "{mode:?}");
     }
 }
@@ -81,15 +81,22 @@ async fn keys_older_than_max_stale_stop_serving() {
     .await;
     let token = world.issuer.token("wallet", "wil", &[], json!({}));
     world.issuer.set_mode(Mode::Down);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stale = eventually(Duration::from_secs(5), || async {
+        world.app.check(&token, wallet_read()).await.outcome() == "jwks_unavailable"
+    })
+    .await;
+    assert!(stale, "the keys kept serving past max_stale");
     let answer = world.app.check(&token, wallet_read()).await;
     assert_eq!((answer.status.as_u16(), answer.outcome()), (503, "jwks_unavailable"), "{}", answer.body);
     assert_eq!(world.app.get("/readyz").await.status, 503);
 
     // Once the endpoint is back, a request refetches (within its cooldown budget) and is served.
     world.issuer.set_mode(Mode::Normal);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(world.app.check(&token, wallet_read()).await.outcome(), "allow");
+    let served = eventually(Duration::from_secs(3), || async {
+        world.app.check(&token, wallet_read()).await.outcome() == "allow"
+    })
+    .await;
+    assert!(served, "no refetch once the endpoint was back");
 }
 
 #[tokio::test]
@@ -110,8 +117,8 @@ async fn a_pool_without_keys_answers_503_until_its_keys_arrive() {
     assert_eq!(ready.body["pools"]["wallet"], "no signing keys");
 
     issuer.set_mode(Mode::Normal);
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(app.get("/readyz").await.status, 200);
+    let ready = eventually(Duration::from_secs(3), || async { app.get("/readyz").await.status == 200 }).await;
+    assert!(ready, "/readyz stayed 503 after the keys came back");
     assert_eq!(app.check(&token, wallet_read()).await.outcome(), "allow");
 }
 
@@ -179,7 +186,9 @@ async fn a_cached_token_stops_working_once_its_key_is_rotated_out() {
     assert_eq!(world.app.check(&token, wallet_read()).await.outcome(), "allow");
     assert_eq!(world.app.check(&token, wallet_read()).await.outcome(), "allow", "served from the cache");
     world.issuer.publish("wallet", &["rotated"]);
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let hits = world.issuer.hits("wallet");
+    let refreshed = eventually(Duration::from_secs(3), || async { world.issuer.hits("wallet") > hits + 1 }).await;
+    assert!(refreshed, "the background refresh did not run");
     let answer = world.app.check(&token, wallet_read()).await;
     assert_eq!((answer.status.as_u16(), answer.outcome()), (401, "unknown_key"), "{}", answer.body);
 }
