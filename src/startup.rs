@@ -74,7 +74,12 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
     let resources = Arc::new(ResourceStore::new(db.clone(), &settings));
     let principals = Arc::new(PrincipalStore::new(db, &settings, Arc::clone(&metrics)));
     let decision_log = Arc::new(
-        DecisionLog::start(&settings.decision_log, Arc::clone(&metrics)).context("cannot open the decision log")?,
+        DecisionLog::start(
+            &settings.decision_log,
+            settings.pools.iter().map(|pool| pool.name.as_str()),
+            Arc::clone(&metrics),
+        )
+        .context("cannot open the decision log")?,
     );
     let state = web::Data::new(AppState {
         verifier,
