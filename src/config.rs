@@ -4,7 +4,7 @@
 //! Each section deserializes straight into its typed struct (durations through
 //! humantime-serde, unknown keys refused); then one validation pass over the typed settings
 //! reports every problem at once, each as `key: why`. Pools are the one section with a
-//! conversion of its own ([`PoolConfig::check`]): where its keys come from and which clients it
+//! conversion of its own (`PoolConfig::check`): where its keys come from and which clients it
 //! accepts are decided there. Everything downstream takes [`Settings`] and never re-validates.
 //!
 //! The embedded development pools (`config/dev.toml`) are layered in only when no configuration
@@ -344,7 +344,7 @@ pub enum ClientPolicy {
     Any,
 }
 
-/// One pool as written under `[pools.<name>]`; [`PoolConfig::check`] turns it into
+/// One pool as written under `[pools.<name>]`; `PoolConfig::check` turns it into
 /// [`PoolSettings`], resolving where its keys come from and which clients it accepts.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

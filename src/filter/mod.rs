@@ -3,11 +3,11 @@
 //!
 //! # How
 //!
-//! 1. [`plan`]: Cedar's typed partial evaluation (`PolicySet::tpe`, cedar-policy's experimental
+//! 1. [`plan`](mod@plan): Cedar's typed partial evaluation (`PolicySet::tpe`, cedar-policy's experimental
 //!    `tpe` feature, pinned to `=4.14.1`) runs with the principal, action and context known and
 //!    the resource unknown except for its type. Principal-side expressions fold to constants
 //!    (`principal.flags.contains("x")`, `principal in Group::"g"`, `principal.org_id`).
-//! 2. [`translate`](translate) walks each residual policy's syntax tree (`Policy::to_pst`) into
+//! 2. `translate` walks each residual policy's syntax tree (`Policy::to_pst`) into
 //!    three conditions over a row (true / false / errors) and combines them with poolgate's
 //!    rule: a row is allowed iff some permit is true, no forbid is true, **no policy errors**
 //!    (a permit's error denies too, exactly as [`Decider::decide`](crate::decision::Decider::decide)
@@ -15,7 +15,7 @@
 //! 3. [`condition`] is the documented JSON tree; [`sql`] writes it for PostgreSQL or SQLite from
 //!    the [`mapping`] in the configuration, with bound parameters only.
 //!
-//! Everything that touches the experimental API lives in [`plan`] and [`translate`].
+//! Everything that touches the experimental API lives in [`plan`](mod@plan) and `translate`.
 //!
 //! # Supported
 //!
