@@ -1,8 +1,8 @@
 //! The decision log: one JSON record per answer, written by a thread of its own.
 //!
 //! The request path only fills a [`Record`] (owned values, no formatting) and offers it to a
-//! bounded queue; a writer thread serializes records and writes them through a buffer, flushing
-//! whenever the queue runs dry. So the request path never waits on I/O. When the queue is full
+//! bounded queue; a writer thread serializes records and writes them through a buffer, flushed
+//! when full and at most `FLUSH_INTERVAL` after a record was written. So the request path never waits on I/O. When the queue is full
 //! the record is dropped and counted in `poolgate_decision_log_dropped_total`: an answer is
 //! never held back for the log (the trade-off OPA's decision logs make too; size
 //! `decision_log.queue_capacity` for bursts and alert on the counter). [`DecisionLog::close`]
@@ -18,10 +18,10 @@ use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use prometheus::{Histogram, IntCounter};
 use serde::Serialize;
@@ -225,29 +225,42 @@ impl DecisionLog {
     }
 }
 
-/// The writer thread: one JSON line per record, flushed whenever the queue runs dry.
+/// How long a written record may wait in the buffer before it reaches the sink. Flushing per
+/// record would cost a system call per answer under load; flushing only when the buffer fills
+/// would hold a quiet period's records back indefinitely.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The writer thread: one JSON line per record, flushed when the buffer fills, and at the
+/// latest [`FLUSH_INTERVAL`] after the oldest unflushed record.
 fn write_records(records: &Receiver<Message>, mut out: BufWriter<Box<dyn Write + Send>>) {
-    let write = |record: &Record, out: &mut BufWriter<Box<dyn Write + Send>>| {
-        // A record that cannot be written (a full disk) is lost; the next one tries again.
-        if serde_json::to_writer(&mut *out, record).is_ok() {
-            let _ = out.write_all(b"\n");
-        }
-    };
-    while let Ok(message) = records.recv() {
-        let mut next = Some(message);
-        while let Some(message) = next.take() {
-            match message {
-                Message::Record(record) => write(&record, &mut out),
-                Message::Close => {
+    let mut flush_by: Option<Instant> = None;
+    loop {
+        let message = match flush_by {
+            None => records.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(deadline) => records.recv_timeout(deadline.saturating_duration_since(Instant::now())),
+        };
+        match message {
+            Ok(Message::Record(record)) => {
+                // A record that cannot be written (a full disk) is lost; the next one tries again.
+                if serde_json::to_writer(&mut out, &record).is_ok() {
+                    let _ = out.write_all(b"\n");
+                }
+                let deadline = *flush_by.get_or_insert_with(|| Instant::now() + FLUSH_INTERVAL);
+                if Instant::now() >= deadline {
                     let _ = out.flush();
-                    return;
+                    flush_by = None;
                 }
             }
-            next = records.try_recv().ok();
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = out.flush();
+                flush_by = None;
+            }
+            Ok(Message::Close) | Err(RecvTimeoutError::Disconnected) => {
+                let _ = out.flush();
+                return;
+            }
         }
-        let _ = out.flush();
     }
-    let _ = out.flush();
 }
 
 #[cfg(test)]
@@ -291,7 +304,8 @@ mod tests {
         let gate = Gate { entered, open, written: Arc::clone(&written) };
         let log = DecisionLog::with_sink(&settings, std::iter::empty(), Box::new(gate), Arc::clone(&metrics)).unwrap();
         log.refused("first", "token_expired", "v", Instant::now());
-        // The writer flushes the first record into the stalled sink and stays there.
+        // The writer flushes the first record into the stalled sink (within FLUSH_INTERVAL) and
+        // stays there.
         reached.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
         for _ in 0..100 {
             log.refused("r", "token_expired", "v", Instant::now());
