@@ -80,6 +80,7 @@
 pub mod condition;
 pub mod mapping;
 pub mod plan;
+pub mod search;
 pub mod shape;
 pub mod sql;
 mod translate;
@@ -87,6 +88,7 @@ mod translate;
 pub use condition::{Comparison, Condition, Literal};
 pub use mapping::ResourceMapping;
 pub use plan::{FilterQuestion, Plan, Planned, plan, plan_for_entity};
+pub use search::{Cursor, PageRequest, SearchDb, SearchPage, search, search_all};
 pub use sql::{Dialect, SqlError, SqlParam, SqlWhere, to_sql};
 
 use crate::decision::DecisionError;
@@ -117,6 +119,25 @@ pub enum FilterError {
     /// The principal could not be built.
     #[error(transparent)]
     Principal(#[from] DecisionError),
+    /// The resource type has no table mapping, so poolgate cannot search it (`400`).
+    #[error(
+        "`{resource_type}` has no table mapping (`resources.{resource_type}.table`), so it cannot be searched"
+    )]
+    NotMapped {
+        /// The resource type, as the caller named it.
+        resource_type: String,
+    },
+    /// The search's page is not valid: a limit out of range or a cursor poolgate did not
+    /// write (`400`).
+    #[error("{0}")]
+    InvalidPage(String),
+    /// The condition cannot be written for the database's dialect (`500`): a set attribute
+    /// mapped on SQLite.
+    #[error("the filter cannot be written as SQL")]
+    Sql(#[from] SqlError),
+    /// The search query failed or took longer than `database.query_timeout` (`503`).
+    #[error("cannot search the resource table")]
+    DatabaseUnavailable(#[source] sqlx::Error),
     /// Cedar's partial evaluation failed.
     #[error("{message} failed")]
     Engine {
