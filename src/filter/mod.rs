@@ -120,9 +120,7 @@ pub enum FilterError {
     #[error(transparent)]
     Principal(#[from] DecisionError),
     /// The resource type has no table mapping, so poolgate cannot search it (`400`).
-    #[error(
-        "`{resource_type}` has no table mapping (`resources.{resource_type}.table`), so it cannot be searched"
-    )]
+    #[error("`{resource_type}` has no table mapping (`resources.{resource_type}.table`), so it cannot be searched")]
     NotMapped {
         /// The resource type, as the caller named it.
         resource_type: String,

@@ -69,11 +69,11 @@ use sqlx::{AnyPool, Row};
 
 use crate::db;
 use crate::decision::Decider;
+use crate::filter::FilterError;
 use crate::filter::condition::Condition;
 use crate::filter::mapping::ResourceMapping;
 use crate::filter::plan::{FilterQuestion, Plan, Planned, plan};
 use crate::filter::sql::{Dialect, SqlParam, to_sql};
-use crate::filter::FilterError;
 use crate::principal::Principal;
 
 /// The page size when the caller names none.
@@ -137,9 +137,7 @@ impl Cursor {
         let invalid = || FilterError::InvalidPage("page.cursor: not a cursor a search returned".into());
         let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
         match bytes.split_first() {
-            Some((&CURSOR_VERSION, id)) => {
-                Ok(Self { after: String::from_utf8(id.to_vec()).map_err(|_| invalid())? })
-            }
+            Some((&CURSOR_VERSION, id)) => Ok(Self { after: String::from_utf8(id.to_vec()).map_err(|_| invalid())? }),
             _ => Err(invalid()),
         }
     }

@@ -133,7 +133,11 @@ async fn answer(
 }
 
 /// The condition in `dialect`; `None` for a dialect that cannot hold it (sets on SQLite).
-fn written(condition: &Condition, mapping: &ResourceMapping, dialect: Dialect) -> Result<Option<SqlWhere>, FilterError> {
+fn written(
+    condition: &Condition,
+    mapping: &ResourceMapping,
+    dialect: Dialect,
+) -> Result<Option<SqlWhere>, FilterError> {
     match to_sql(condition, mapping, dialect, 1) {
         Ok(sql) => Ok(Some(sql)),
         Err(SqlError::SetOnSqlite(_)) => Ok(None),

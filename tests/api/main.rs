@@ -21,6 +21,7 @@ mod attack;
 mod decision;
 mod decision_log;
 mod filter_conformance;
+mod filter_http;
 mod forward_auth;
 mod gateways;
 mod lifecycle;
