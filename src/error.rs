@@ -14,6 +14,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::decision::DecisionError;
+use crate::filter::FilterError;
 use crate::forward::ForwardError;
 use crate::limits::{MAX_HEADER_BYTES, MAX_HEADERS};
 use crate::principal::PrincipalError;
@@ -34,6 +35,9 @@ pub enum ApiError {
     /// A proxied request could not be translated (`403`, `400` or `503`).
     #[error(transparent)]
     Forward(#[from] ForwardError),
+    /// A list question could not be answered (`400`, `422`, `500` or `503`).
+    #[error(transparent)]
+    Filter(#[from] FilterError),
     /// The request body is not what the endpoint takes (`400`).
     #[error("{0}")]
     InvalidRequest(String),
@@ -72,6 +76,7 @@ impl ApiError {
             }
             ApiError::Decision(_) | ApiError::Forward(ForwardError::Decision(_)) => "internal_error",
             ApiError::Forward(ForwardError::Headers(_)) | ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::Filter(err) => filter_code(err),
             ApiError::Forward(ForwardError::Route(_)) => "no_route",
             ApiError::Forward(ForwardError::NotAnswerable(_)) => "not_answerable",
             ApiError::Forward(ForwardError::NoSuchResource) => "no_such_resource",
@@ -117,6 +122,7 @@ impl ResponseError for ApiError {
             ApiError::Decision(_) | ApiError::Forward(ForwardError::Decision(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Forward(ForwardError::Headers(_)) | ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forward(_) => StatusCode::FORBIDDEN,
+            ApiError::Filter(err) => filter_status(err),
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
@@ -141,6 +147,32 @@ impl ResponseError for ApiError {
             }));
         }
         response.json(ErrorBody { error: self.code(), message: self.message() })
+    }
+}
+
+/// The stable code of each list-filtering failure.
+fn filter_code(err: &FilterError) -> &'static str {
+    match filter_status(err) {
+        StatusCode::BAD_REQUEST => "invalid_request",
+        StatusCode::UNPROCESSABLE_ENTITY => "unsupported_policy",
+        StatusCode::SERVICE_UNAVAILABLE => "database_unavailable",
+        _ => "internal_error",
+    }
+}
+
+/// The status of each list-filtering failure: the caller's question (`400`), a policy without
+/// an exact translation (`422`), the database (`503`), or the configuration and Cedar (`500`).
+fn filter_status(err: &FilterError) -> StatusCode {
+    match err {
+        FilterError::InvalidRequest(_) | FilterError::NotMapped { .. } | FilterError::InvalidPage(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        FilterError::Principal(err) if err.is_caller_fault() => StatusCode::BAD_REQUEST,
+        FilterError::Unsupported { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        FilterError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        FilterError::Principal(_) | FilterError::Mapping { .. } | FilterError::Sql(_) | FilterError::Engine { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     }
 }
 

@@ -22,6 +22,7 @@ mod decision;
 mod decision_log;
 mod docs;
 mod filter_conformance;
+mod filter_http;
 mod forward_auth;
 mod gateways;
 mod lifecycle;
