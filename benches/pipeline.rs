@@ -199,7 +199,7 @@ fn filter(c: &mut Criterion) {
             let attributes = json!({ "org_id": org }).as_object().cloned().expect("attributes");
             AccessRequest {
                 action: "update".into(),
-                resource: ResourceRef { type_name: "Stock".into(), id, attributes },
+                resource: ResourceRef { type_name: "Stock".into(), id, attributes, parents: Vec::new() },
                 context: Map::new(),
             }
         })

@@ -62,7 +62,7 @@ pub async fn run(args: CheckArgs, settings: Settings) -> anyhow::Result<ExitCode
         .collect();
     let ask = AccessRequest {
         action,
-        resource: ResourceRef { type_name: resource_type, id: resource_id, attributes },
+        resource: ResourceRef { type_name: resource_type, id: resource_id, attributes, parents: Vec::new() },
         context: serde_json::Map::new(),
     };
     let decision = decider.decide(&principal, &ask)?;

@@ -111,6 +111,17 @@ pub fn cedar_input(
 ) -> Result<CedarInput, DecisionError> {
     let resource_type = resource_type(namespace, &ask.resource.type_name, schema)?;
     let resource_uid = EntityUid::from_type_name_and_id(resource_type, EntityId::new(&ask.resource.id));
+    // The parents' types are resolved like the resource's; Cedar checks below that the schema
+    // lets the resource belong to them.
+    let parents = ask
+        .resource
+        .parents
+        .iter()
+        .map(|parent| {
+            let parent_type = self::resource_type(namespace, &parent.type_name, schema)?;
+            Ok(EntityUid::from_type_name_and_id(parent_type, EntityId::new(&parent.id)))
+        })
+        .collect::<Result<HashSet<EntityUid>, DecisionError>>()?;
     let action_type = EntityTypeName::from_str(&format!("{namespace}::Action"))
         .map_err(|err| DecisionError::PrincipalSchema { owner: namespace.to_owned(), source: err.into() })?;
     let action = EntityUid::from_type_name_and_id(action_type, EntityId::new(&ask.action));
@@ -132,7 +143,7 @@ pub fn cedar_input(
             err => DecisionError::InvalidRequest(err.into()),
         },
     )?;
-    let checked = match (actions, plain_resource(&resource_uid, &ask.resource.attributes)) {
+    let checked = match (actions, plain_resource(&resource_uid, &ask.resource.attributes, &parents)) {
         // Cedar checks the resource against the schema as it enters the store; a value the
         // schema gives another meaning fails that check and goes through Cedar's parser below.
         (None, Some(resource)) => Entities::empty().add_entities([resource], Some(schema)).ok(),
@@ -141,10 +152,14 @@ pub fn cedar_input(
     let entities = match checked {
         Some(entities) => entities.add_entities([principal], None),
         None => {
+            let parents: Vec<Value> = parents
+                .iter()
+                .map(|parent| json!({"type": parent.type_name().to_string(), "id": parent.id().unescaped()}))
+                .collect();
             let resource = json!({
                 "uid": {"type": format!("{namespace}::{}", ask.resource.type_name), "id": ask.resource.id},
                 "attrs": ask.resource.attributes,
-                "parents": [],
+                "parents": parents,
             });
             let resource = Entity::from_json_value(resource, Some(schema))
                 .map_err(|err| DecisionError::InvalidRequest(err.into()))?;
@@ -162,7 +177,7 @@ pub fn cedar_input(
 /// Why not always Cedar's parser: it tries each escape form (`__entity`, `__extn`, …) on every
 /// value and formats a serde error for each miss, which was 29% of a decision's instructions
 /// under callgrind. The caller still has Cedar check the result against the schema.
-fn plain_resource(uid: &EntityUid, attributes: &Map<String, Value>) -> Option<Entity> {
+fn plain_resource(uid: &EntityUid, attributes: &Map<String, Value>, parents: &HashSet<EntityUid>) -> Option<Entity> {
     fn plain(value: &Value) -> Option<RestrictedExpression> {
         Some(match value {
             Value::String(text) => RestrictedExpression::new_string(text.clone()),
@@ -173,7 +188,7 @@ fn plain_resource(uid: &EntityUid, attributes: &Map<String, Value>) -> Option<En
         })
     }
     let attrs = attributes.iter().map(|(name, value)| Some((name.clone(), plain(value)?))).collect::<Option<_>>()?;
-    Entity::new(uid.clone(), attrs, HashSet::new()).ok()
+    Entity::new(uid.clone(), attrs, parents.clone()).ok()
 }
 
 #[cfg(test)]
@@ -189,7 +204,7 @@ mod tests {
         .unwrap();
         let uid = EntityUid::from_str(r#"A::R::"r""#).unwrap();
         let fits = |attrs: Value| {
-            plain_resource(&uid, attrs.as_object().unwrap())
+            plain_resource(&uid, attrs.as_object().unwrap(), &HashSet::new())
                 .map(|resource| Entities::empty().add_entities([resource], Some(&schema)).is_ok())
         };
         assert_eq!(fits(json!({"name": "n", "size": 1, "tags": ["a"]})), Some(true));
@@ -198,5 +213,21 @@ mod tests {
         assert_eq!(fits(json!({"name": "n", "size": 1})), Some(false), "a required attribute missing");
         assert_eq!(fits(json!({"name": "n", "size": 1.5, "tags": []})), None, "a float");
         assert_eq!(fits(json!({"name": "n", "size": 1, "tags": [], "owner": {"type": "A::U", "id": "u"}})), None);
+    }
+
+    #[test]
+    fn a_resources_parents_must_be_of_a_type_the_schema_lets_it_belong_to() {
+        let schema = Schema::from_str(
+            "namespace A { entity U; entity O; entity R in [O]; action x appliesTo { principal: U, resource: R }; }",
+        )
+        .unwrap();
+        let uid = EntityUid::from_str(r#"A::R::"r""#).unwrap();
+        let fits = |parent: &str| {
+            let parents = HashSet::from([EntityUid::from_str(parent).unwrap()]);
+            plain_resource(&uid, &Map::new(), &parents)
+                .map(|resource| Entities::empty().add_entities([resource], Some(&schema)).is_ok())
+        };
+        assert_eq!(fits(r#"A::O::"o""#), Some(true));
+        assert_eq!(fits(r#"A::U::"u""#), Some(false));
     }
 }

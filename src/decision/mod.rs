@@ -109,6 +109,21 @@ pub struct ResourceRef {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub attributes: Map<String, Value>,
+    /// The entities the resource is a direct member of, e.g. its organisation; each of a type
+    /// the schema lets the resource's type belong to (`entity Stock in [Org]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<ParentRef>,
+}
+
+/// An entity a resource belongs to, named by the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParentRef {
+    /// Entity type within the pool's namespace, e.g. `Org`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Opaque id.
+    pub id: String,
 }
 
 /// What loading a policy set depends on, taken from the settings once.

@@ -58,6 +58,10 @@ struct RawParent {
     nullable: Option<bool>,
 }
 
+/// The name under which forward-auth's attribute query selects the mapped parent's id; no
+/// attribute may be called so.
+pub const PARENT_COLUMN: &str = "__poolgate_parent";
+
 /// Where one value of a row comes from: a column, or an expression the operator owns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SqlSource {
@@ -128,6 +132,9 @@ impl ResourceMapping {
             .iter()
             .map(|(name, column)| format!("{} AS {}", column.source.sql(), quote(name)))
             .collect();
+        if let Some(parent) = &self.parent {
+            columns.push(format!("{} AS {}", parent.column.source.sql(), quote(PARENT_COLUMN)));
+        }
         if columns.is_empty() {
             // A row must still be found; a NULL column is left out by the loader.
             columns.push("NULL AS \"__poolgate_row\"".to_owned());
@@ -165,6 +172,12 @@ impl RawResource {
                 for (name, raw) in self.attributes {
                     if !crate::config::is_identifier(&name) {
                         return Err(format!("{}: `{name}` is not a Cedar identifier", key("attributes")));
+                    }
+                    if name.starts_with("__poolgate") {
+                        return Err(format!(
+                            "{}: `{name}`: names starting with `__poolgate` are reserved",
+                            key("attributes")
+                        ));
                     }
                     let field = key(&format!("attributes.{name}"));
                     attributes.insert(name, mapped(raw.column, raw.sql, raw.nullable, &field)?);
@@ -236,7 +249,7 @@ mod tests {
         let mapping = mapping.unwrap();
         assert_eq!(
             query,
-            r#"SELECT (lower(name)) AS "name", "org_id" AS "org_id" FROM "shop"."stock" WHERE "id" = $1"#
+            r#"SELECT (lower(name)) AS "name", "org_id" AS "org_id", "org_id" AS "__poolgate_parent" FROM "shop"."stock" WHERE "id" = $1"#
         );
         assert!(!mapping.attributes["org_id"].nullable);
         assert!(mapping.attributes["name"].nullable);

@@ -217,6 +217,15 @@ fn valid_rows(target: &Target<'_>, mapping: &ResourceMapping) -> Result<Conditio
             Some(_) => {}
         }
     }
+    if let Some(parent) = &mapping.parent {
+        let parent_type = format!("{}::{}", target.namespace, parent.type_name);
+        if !target.shape.member_of.contains(&parent_type) {
+            return Err(mapping_error(format!(
+                "the parent type `{parent_type}` is not one `{}` may belong to",
+                target.resource_type
+            )));
+        }
+    }
     let mut guards = Vec::new();
     for (name, shape) in &target.shape.attributes {
         if !shape.required {

@@ -30,10 +30,6 @@ use crate::filter::condition::{Comparison, Condition, Literal, PatternElement, p
 use crate::filter::mapping::ResourceMapping;
 use crate::filter::shape::{AttrType, TypeShape};
 
-/// Whether `/v1/check` and forward-auth give a resource its mapped parent. Until they do, a
-/// filter on the parent could allow rows their check denies, so `resource in <parent>` is refused.
-const PARENTS_IN_CHECKS: bool = false;
-
 /// Largest condition a translation may produce, in nodes; past it the policy is refused.
 const MAX_NODES: usize = 10_000;
 
@@ -413,14 +409,9 @@ impl Target<'_> {
         let mut ids = Vec::new();
         let mut parent_ids = Vec::new();
         for (ty, id) in targets {
-            // A row's ancestors are itself and its one mapped parent: nothing else is loaded,
-            // neither by forward-auth nor by a caller that names the parent.
+            // A row's ancestors are itself and its one mapped parent, which forward-auth loads
+            // and a `/v1/check` caller names (`resource.parents`): nothing deeper is loaded.
             if parent_type.as_deref() == Some(ty.as_str()) {
-                if !PARENTS_IN_CHECKS {
-                    return unsupported(format!(
-                        "`resource in {ty}`: a check does not carry the resource's parent yet, so a filter on it could be wider"
-                    ));
-                }
                 parent_ids.push(id.clone());
             }
             if ty == self.resource_type {
@@ -555,7 +546,7 @@ fn describe(expr: &pst::Expr) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, HashMap, HashSet};
+    use std::collections::{BTreeMap, HashMap};
     use std::str::FromStr;
 
     use cedar_policy::{
@@ -633,7 +624,8 @@ mod tests {
             })
             .collect();
         let uid = EntityUid::from_str(&format!(r#"T::R::"{}""#, row.id)).unwrap();
-        let entity = Entity::new(uid.clone(), attrs, HashSet::new()).unwrap();
+        let parents = row.parent.iter().map(|parent| EntityUid::from_str(&format!(r#"T::P::"{parent}""#)).unwrap());
+        let entity = Entity::new(uid.clone(), attrs, parents.collect()).unwrap();
         let entities = Entities::from_entities([entity], None).unwrap();
         let request = Request::new(
             EntityUid::from_str(r#"T::U::"p""#).unwrap(),
@@ -648,8 +640,11 @@ mod tests {
     }
 
     fn filter(policies: &PolicySet) -> Result<Condition, Refusal> {
-        let (shape, mapping) = (shape(), mapping());
-        let target = Target { resource_type: "T::R", namespace: "T", shape: &shape, mapping: Some(&mapping) };
+        filter_with(policies, &shape(), &mapping())
+    }
+
+    fn filter_with(policies: &PolicySet, shape: &TypeShape, mapping: &ResourceMapping) -> Result<Condition, Refusal> {
+        let target = Target { resource_type: "T::R", namespace: "T", shape, mapping: Some(mapping) };
         let residuals = policies
             .policies()
             .map(|policy| {
@@ -704,6 +699,49 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn resource_in_the_mapped_parent_selects_what_cedar_allows_with_the_rows_parent() {
+        let mut shape = shape();
+        shape.member_of = vec!["T::P".into()];
+        let mut with_parent = mapping();
+        with_parent.parent = Some(crate::filter::mapping::ParentMapping {
+            type_name: "P".into(),
+            column: MappedColumn { source: SqlSource::Column("parent".into()), nullable: true },
+        });
+        let mut rows = Vec::new();
+        for parent in [None, Some("p1"), Some("p2"), Some("P1"), Some("")] {
+            for a in [None, Some("x"), Some("y")] {
+                let mut row =
+                    Row { id: format!("r{}", rows.len()), parent: parent.map(str::to_owned), ..Row::default() };
+                if let Some(a) = a {
+                    row.attrs.insert("a".into(), Value::Lit(Literal::String(a.into())));
+                }
+                rows.push(row);
+            }
+        }
+        let cases = [
+            r#"permit(principal, action, resource) when { resource in T::P::"p1" };"#,
+            r#"permit(principal, action, resource) when { resource in [T::P::"p1", T::R::"r3", T::P::""] };"#,
+            r#"permit(principal, action, resource); forbid(principal, action, resource) when { resource in T::P::"p2" };"#,
+            r#"permit(principal, action, resource) when { resource is T::R in T::P::"p1" && resource.a == "x" };"#,
+            r#"permit(principal, action, resource) when { !(resource in T::P::"p2") || resource in T::R::"r0" };"#,
+            r#"permit(principal, action, resource) when { resource in T::P::"p1" || resource.a != "x" };
+               forbid(principal, action, resource) when { resource in [T::P::"P1"] && resource has a };"#,
+        ];
+        for case in cases {
+            let policies = PolicySet::from_str(case).unwrap();
+            let condition =
+                filter_with(&policies, &shape, &with_parent).unwrap_or_else(|refusal| panic!("{case}: {refusal:?}"));
+            for row in &rows {
+                assert_eq!(eval(&condition, row), cedar_allows(&policies, row), "{case}\nrow {row:?}");
+            }
+        }
+        let unmapped =
+            PolicySet::from_str(r#"permit(principal, action, resource) when { resource in T::P::"p1" };"#).unwrap();
+        let refusal = filter_with(&unmapped, &shape, &mapping()).unwrap_err();
+        assert!(matches!(&refusal, Refusal::Unsupported(text) if text.contains("not mapped")), "{refusal:?}");
     }
 
     #[test]

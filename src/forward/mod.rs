@@ -62,14 +62,19 @@ pub async fn question(
 ) -> Result<AccessRequest, ForwardError> {
     entities::resource_type(&principal.namespace, &resource_type, decider.schema())
         .map_err(ForwardError::NotAnswerable)?;
-    let attributes = match resources.attributes(&resource_type, &resource_id).await {
-        Ok(attributes) => attributes.map(|attributes| (*attributes).clone()).unwrap_or_default(),
+    let loaded = match resources.load(&resource_type, &resource_id).await {
+        Ok(loaded) => loaded.map(|loaded| (*loaded).clone()).unwrap_or_default(),
         Err(ResourceError::NotFound { .. }) => return Err(ForwardError::NoSuchResource),
         Err(err) => return Err(ForwardError::DatabaseUnavailable(err)),
     };
     Ok(AccessRequest {
         action,
-        resource: ResourceRef { type_name: resource_type, id: resource_id, attributes },
+        resource: ResourceRef {
+            type_name: resource_type,
+            id: resource_id,
+            attributes: loaded.attributes,
+            parents: loaded.parents,
+        },
         context: Map::new(),
     })
 }

@@ -261,6 +261,7 @@ fn allowed(
                     type_name: resource_type.to_owned(),
                     id: id.clone(),
                     attributes: attributes.clone(),
+                    parents: Vec::new(),
                 },
                 context: Map::new(),
             };

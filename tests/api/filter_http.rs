@@ -544,3 +544,172 @@ async fn the_default_page_holds_100_and_the_largest_1000() {
     let none = world.app.post("/v1/resources/search", Some(&sam), question("delete", "Account")).await;
     assert_eq!((none.body["results"].clone(), none.body["next_cursor"].clone()), (json!([]), Value::Null));
 }
+
+/// The shipped policies, with `Stock` in an `Org`, catalogue policies on the organisation, and
+/// forward-auth routes for stock.
+fn catalogue_policies() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_policies(dir.path());
+    let schema = std::fs::read_to_string(dir.path().join("schema.cedarschema")).unwrap();
+    let extended = schema.replace("  entity Stock {", "  entity Org;\n  entity Stock in [Org] {");
+    assert_ne!(schema, extended, "the shipped schema's Stock changed");
+    std::fs::write(dir.path().join("schema.cedarschema"), extended).unwrap();
+    std::fs::write(
+        dir.path().join("catalogue.cedar"),
+        r#"@id("merchant.staff-read-o1-catalogue")
+permit (principal in Merchant::Group::"merchant-staff", action == Merchant::Action::"read", resource in Merchant::Org::"o1");
+
+@id("merchant.staff-update-o2-catalogue")
+permit (principal in Merchant::Group::"merchant-staff", action == Merchant::Action::"update", resource)
+when { resource is Merchant::Stock && (resource in Merchant::Org::"o2" || resource in [Merchant::Org::""]) };
+
+@id("merchant.nobody-touches-the-frozen-org")
+forbid (principal, action, resource in Merchant::Org::"frozen");
+"#,
+    )
+    .unwrap();
+    let mut routes = std::fs::read_to_string(dir.path().join("routes.toml")).unwrap();
+    routes.push_str(
+        "\n[[route]]\nmethods = [\"GET\"]\npath = \"/stock/{sku}\"\nid = \"sku\"\naction = \"read\"\nresource = \"Stock\"\n\
+         \n[[route]]\nmethods = [\"PATCH\"]\npath = \"/stock/{sku}\"\nid = \"sku\"\naction = \"update\"\nresource = \"Stock\"\n",
+    );
+    std::fs::write(dir.path().join("routes.toml"), routes).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn resource_in_a_mapped_parent_is_filtered_searched_checked_and_forwarded_alike() {
+    for backend in backends() {
+        let dir = catalogue_policies();
+        let world = World::start_with(&backend, |config| {
+            set(config, &["policies", "dir"], dir.path().display().to_string());
+            set(config, &["resources", "Stock", "table"], "stock");
+            set(config, &["resources", "Stock", "id_column"], "sku");
+            set(config, &["resources", "Stock", "attributes", "org_id", "column"], "org_id");
+            set(config, &["resources", "Stock", "parent", "type"], "Org");
+            set(config, &["resources", "Stock", "parent", "column"], "org");
+        })
+        .await;
+        world.db.execute("CREATE TABLE stock (sku TEXT PRIMARY KEY, org_id TEXT, org TEXT)").await;
+        let mut rows = Vec::new();
+        for org in [Some("o1"), Some("o2"), Some("O1"), Some(""), Some("frozen"), Some("o1 "), None] {
+            for org_id in [Some("o1"), Some("o2"), None] {
+                let sku = format!("sku-{:02}", rows.len());
+                let text = |value: Option<&str>| value.map_or("NULL".to_owned(), |value| format!("'{value}'"));
+                world
+                    .db
+                    .execute(&format!(
+                        "INSERT INTO stock (sku, org_id, org) VALUES ('{sku}', {}, {})",
+                        text(org_id),
+                        text(org)
+                    ))
+                    .await;
+                rows.push((sku, org_id, org));
+            }
+        }
+        for sub in ["mia", "stu"] {
+            grant(&world, sub, "can_manage_stock").await;
+        }
+        let principals = [
+            ("mia", merchant(&world, "mia", &["merchant"], "o1")),
+            ("stu", merchant(&world, "stu", &["merchant-staff"], "o2")),
+            ("sal", merchant(&world, "sal", &["merchant", "merchant-staff"], "o1")),
+        ];
+        let stu = &principals[1].1;
+        let plan = filter(&world.app, stu, "read", "Stock").await;
+        assert!(plan.body["condition"].to_string().contains(r#"{"op":"parent_in","ids":["o1"]}"#), "{}", plan.body);
+        let mut split = 0;
+        for (sub, token) in &principals {
+            for (action, method) in [("read", "GET"), ("update", "PATCH")] {
+                let mut allowed = BTreeSet::new();
+                for (sku, org_id, org) in &rows {
+                    let mut body =
+                        ask(action, "Stock", sku, org_id.map_or(json!({}), |org_id| json!({ "org_id": org_id })));
+                    if let Some(org) = org {
+                        body["resource"]["parents"] = json!([{ "type": "Org", "id": org }]);
+                    }
+                    let checked = world.app.check(token, body).await;
+                    let forwarded = world
+                        .app
+                        .client
+                        .request(
+                            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                            format!("{}/v1/forward-auth/stock/{sku}", world.app.address),
+                        )
+                        .bearer_auth(token)
+                        .send()
+                        .await
+                        .unwrap()
+                        .status();
+                    let allow = checked.outcome() == "allow";
+                    assert_eq!(forwarded == 200, allow, "{backend:?} {sub} {action} {sku}: check {}", checked.body);
+                    if allow {
+                        allowed.insert(sku.clone());
+                    }
+                }
+                let found: BTreeSet<String> =
+                    search_pages(&world.app, token, action, "Stock", 5).await.into_iter().collect();
+                assert_eq!(found, allowed, "{backend:?} {sub} {action}");
+                split += usize::from(!allowed.is_empty() && allowed.len() < rows.len());
+            }
+        }
+        assert!(split >= 5, "{backend:?}: the rows should split for most questions, split {split}");
+        let wrong = ask("read", "Stock", "sku-00", json!({ "org_id": "o1" }));
+        let mut wrong_parent = wrong.clone();
+        wrong_parent["resource"]["parents"] = json!([{ "type": "Group", "id": "merchant" }]);
+        let refused = world.app.check(stu, wrong_parent).await;
+        assert_eq!((refused.status.as_u16(), refused.outcome()), (400, "invalid_request"), "{}", refused.body);
+    }
+}
+
+/// `filter::search_all`, as the AuthZEN resource search calls it: in process, following the
+/// cursors up to its bound, continuing where a caller's `search` would.
+#[tokio::test]
+async fn search_all_follows_the_cursors_up_to_its_bound() {
+    use poolgate::filter::{Dialect, FilterQuestion, PageRequest, SearchDb, search, search_all};
+
+    let dir = tempfile::tempdir().unwrap();
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("search.db").display());
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query("CREATE TABLE account (id TEXT PRIMARY KEY)").execute(&pool).await.unwrap();
+    let values: Vec<String> = (0..2_500).map(|index| format!("('acct-{index:05}')")).collect();
+    sqlx::query(&format!("INSERT INTO account (id) VALUES {}", values.join(", "))).execute(&pool).await.unwrap();
+    let decider = poolgate::decision::Decider::load(&poolgate::decision::PolicySources {
+        dir: crate::helpers::repo_path("policies"),
+        pools: Vec::new(),
+        resource_queries: Vec::new(),
+    })
+    .unwrap();
+    let mapping =
+        poolgate::filter::mapping::RawResource::check(toml::from_str("table = \"account\"").unwrap(), "Account")
+            .unwrap()
+            .1
+            .unwrap();
+    let db = SearchDb::new(pool, Dialect::Sqlite, Duration::from_secs(10));
+    let ada = poolgate::principal::Principal {
+        pool: "admin".into(),
+        namespace: "Admin".into(),
+        sub: "ada".into(),
+        token_use: poolgate::config::TokenUse::Id,
+        groups: vec!["admins".into()],
+        email: None,
+        scopes: Vec::new(),
+        attributes: Vec::new(),
+        flags: std::sync::Arc::from(Vec::<String>::new()),
+    };
+    let context = Map::new();
+    let question = FilterQuestion { action: "read", resource_type: "Account", context: &context };
+    let first = search_all(&db, &decider, &ada, &mapping, &question, 2_000).await.unwrap();
+    assert_eq!(first.ids.len(), 2_000);
+    assert_eq!(first.planned.policies, ["admin.admins-manage-accounts"]);
+    let cursor = first.next_cursor.expect("more remain");
+    let page = PageRequest::new(Some(1_000), Some(&cursor.encode())).unwrap();
+    let rest = search(&db, &decider, &ada, &mapping, &question, &page).await.unwrap();
+    assert_eq!((rest.ids.len(), rest.next_cursor), (500, None));
+    let all = search_all(&db, &decider, &ada, &mapping, &question, 10_000).await.unwrap();
+    assert_eq!(all.next_cursor, None);
+    assert_eq!(all.ids, [first.ids, rest.ids].concat());
+    let denied = FilterQuestion { action: "create", ..question };
+    assert!(search_all(&db, &decider, &ada, &mapping, &denied, 10).await.unwrap().ids.is_empty());
+}
