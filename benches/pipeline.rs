@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use poolgate::decision::{AccessRequest, Decider, PolicySources, ResourceRef, entities};
+use poolgate::decision::request::{AccessRequest, ResourceRef};
+use poolgate::decision::{Decider, PolicySources, entities};
 use poolgate::dev::SigningKey;
 use poolgate::filter::{Dialect, FilterQuestion, Plan, ResourceMapping, SearchDb, search_all};
 use poolgate::metrics::Metrics;

@@ -27,7 +27,8 @@ use prometheus::{Histogram, IntCounter};
 use serde::Serialize;
 
 use crate::config::{DecisionLogSettings, DecisionLogSink};
-use crate::decision::{AccessRequest, Decision};
+use crate::decision::Decision;
+use crate::decision::request::AccessRequest;
 use crate::filter::{FilterQuestion, Plan, Planned};
 use crate::metrics::Metrics;
 use crate::principal::Principal;

@@ -13,12 +13,12 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::decision::DecisionError;
+use crate::decision::error::DecisionError;
 use crate::filter::FilterError;
 use crate::forward::ForwardError;
 use crate::limits::{MAX_HEADER_BYTES, MAX_HEADERS};
-use crate::principal::PrincipalError;
-use crate::token::TokenError;
+use crate::principal::error::PrincipalError;
+use crate::token::error::TokenError;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,8 @@ use cedar_policy::{
 use serde_json::{Map, Value, json};
 
 use crate::config::is_identifier;
-use crate::decision::{AccessRequest, DecisionError};
+use crate::decision::error::DecisionError;
+use crate::decision::request::AccessRequest;
 use crate::principal::Principal;
 
 /// The Cedar request and entities for one access question.

@@ -7,9 +7,11 @@
 //! INVARIANT: `decide` returns `allow: true` only for a Cedar Allow with no errors.
 
 pub mod entities;
+pub mod error;
 pub mod policies;
 pub mod policy_tests;
 pub mod reload;
+pub mod request;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -19,112 +21,15 @@ use std::sync::Arc;
 use cedar_policy::{
     ActionConstraint, Authorizer, Decision as CedarDecision, Entities, EntityTypeName, Policy, PolicySet, Schema,
 };
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::{PoolSettings, Settings, TokenUse};
 use crate::decision::entities::PrincipalTypes;
+use crate::decision::error::DecisionError;
 use crate::decision::policies::{PolicyBundle, PolicyLoadError};
+use crate::decision::request::{AccessRequest, ResourceRef};
 use crate::forward::routes::RouteTable;
 use crate::principal::Principal;
-
-/// A cause kept as the source of a [`DecisionError`]: Cedar's own error types.
-pub type Cause = Box<dyn std::error::Error + Send + Sync>;
-
-/// Why no decision could be made.
-#[derive(Debug, thiserror::Error)]
-pub enum DecisionError {
-    /// The caller named a resource type the token's pool does not have (`400`).
-    #[error("unknown resource type `{0}`")]
-    UnknownResourceType(String),
-    /// The caller named an action the token's pool does not have (`400`).
-    #[error("unknown action `{0}`")]
-    UnknownAction(String),
-    /// The action does not apply to these principal and resource types, or the resource's
-    /// attributes do not fit the schema (`400`).
-    #[error("the request does not match the schema")]
-    InvalidRequest(#[source] Cause),
-    /// The context does not fit the action's context type: the caller's mistake too (`400`),
-    /// kept apart because it concerns one action only.
-    #[error("context does not match the schema")]
-    InvalidContext(#[source] Cause),
-    /// The principal built from a valid token does not fit the schema: a configuration mistake
-    /// (a mapped attribute the schema lacks), never the caller's (`500`).
-    #[error("the principal of `{owner}` does not match the schema")]
-    PrincipalSchema {
-        /// The pool or namespace the principal belongs to.
-        owner: String,
-        /// Cedar's complaint.
-        #[source]
-        source: Cause,
-    },
-    /// One item of a list failed; the list's field and the index name it (`400`).
-    #[error("{list}[{index}]")]
-    Item {
-        /// The request field holding the list, e.g. `items`.
-        list: &'static str,
-        /// Position in the list, from 0.
-        index: usize,
-        /// Why the item failed.
-        #[source]
-        source: Box<DecisionError>,
-    },
-}
-
-impl DecisionError {
-    /// Whether the caller's request is at fault (a `400`), rather than the configuration.
-    pub fn is_caller_fault(&self) -> bool {
-        match self {
-            DecisionError::PrincipalSchema { .. } => false,
-            DecisionError::Item { source, .. } => source.is_caller_fault(),
-            _ => true,
-        }
-    }
-}
-
-/// One access question: may the principal do `action` on `resource`?
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AccessRequest {
-    /// Action name within the pool's namespace, e.g. `update`.
-    pub action: String,
-    /// The resource acted on.
-    pub resource: ResourceRef,
-    /// Request context, checked against the action's context type.
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub context: Map<String, Value>,
-}
-
-/// A resource named by the caller.
-#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ResourceRef {
-    /// Entity type within the pool's namespace, e.g. `Stock`.
-    #[serde(rename = "type")]
-    pub type_name: String,
-    /// Opaque id.
-    pub id: String,
-    /// Attributes the policies read, e.g. `org_id`.
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub attributes: Map<String, Value>,
-    /// The entities the resource is a direct member of, e.g. its organisation; each of a type
-    /// the schema lets the resource's type belong to (`entity Stock in [Org]`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub parents: Vec<ParentRef>,
-}
-
-/// An entity a resource belongs to, named by the caller.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ParentRef {
-    /// Entity type within the pool's namespace, e.g. `Org`.
-    #[serde(rename = "type")]
-    pub type_name: String,
-    /// Opaque id.
-    pub id: String,
-}
 
 /// What loading a policy set depends on, taken from the settings once.
 #[derive(Debug, Clone)]

@@ -12,7 +12,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::config::{PoolSettings, TokenUse};
-use crate::decision::{AccessRequest, Decider, ResourceRef};
+use crate::decision::Decider;
+use crate::decision::request::{AccessRequest, ResourceRef};
 use crate::principal::Principal;
 
 /// The folder of test files inside the policies folder.

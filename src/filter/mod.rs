@@ -41,7 +41,7 @@ pub use plan::{FilterQuestion, Plan, Planned, plan, plan_for_entity};
 pub use search::{Cursor, PageRequest, SearchDb, SearchPage, search, search_all};
 pub use sql::{Dialect, SqlError, SqlParam, SqlWhere, to_sql};
 
-use crate::decision::DecisionError;
+use crate::decision::error::DecisionError;
 
 /// Why no filter could be built.
 #[derive(Debug, thiserror::Error)]

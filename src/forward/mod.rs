@@ -12,7 +12,9 @@ pub mod routes;
 
 use serde_json::Map;
 
-use crate::decision::{AccessRequest, Decider, Decision, DecisionError, ResourceRef, entities};
+use crate::decision::error::DecisionError;
+use crate::decision::request::{AccessRequest, ResourceRef};
+use crate::decision::{Decider, Decision, entities};
 use crate::forward::resources::{ResourceError, ResourceStore};
 use crate::forward::routes::{RouteError, RouteTable, Target};
 use crate::principal::Principal;

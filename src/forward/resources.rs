@@ -22,7 +22,7 @@ use sqlx::{AnyPool, Column, Row};
 
 use crate::config::{ResourceSettings, Settings};
 use crate::db;
-use crate::decision::ParentRef;
+use crate::decision::request::ParentRef;
 use crate::filter::mapping::PARENT_COLUMN;
 
 /// Why attributes could not be loaded.

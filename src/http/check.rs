@@ -10,7 +10,8 @@ use std::time::Instant;
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde::{Deserialize, Serialize};
 
-use crate::decision::{AccessRequest, Decision};
+use crate::decision::Decision;
+use crate::decision::request::AccessRequest;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::pipeline::{authenticate_then_read, guarded, request_id_of};
 use crate::http::state::AppState;

@@ -8,7 +8,8 @@ use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::decision::{DecisionError, ResourceRef};
+use crate::decision::error::DecisionError;
+use crate::decision::request::ResourceRef;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::pipeline::{authenticate_then_read, guarded};
 use crate::http::state::AppState;

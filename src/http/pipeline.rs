@@ -18,7 +18,8 @@ use crate::error::ApiError;
 use crate::http::state::AppState;
 use crate::limits::{MAX_HEADER_BYTES, MAX_HEADERS};
 use crate::principal::{self, Principal};
-use crate::token::{TokenError, bearer};
+use crate::token::bearer;
+use crate::token::error::TokenError;
 
 /// The header carrying the ID token in paired mode; the bearer is then the access token.
 pub const ID_TOKEN_HEADER: &str = "x-id-token";

@@ -26,7 +26,7 @@ use sqlx::AnyPool;
 use crate::config::Settings;
 use crate::db;
 use crate::metrics::Metrics;
-use crate::principal::PrincipalError;
+use crate::principal::error::PrincipalError;
 
 /// What the admin tables hold for one (pool, subject).
 #[derive(Debug, Clone, PartialEq, Eq)]

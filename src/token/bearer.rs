@@ -1,6 +1,6 @@
 //! Stage 1a: take the raw token out of the `Authorization` header. No crypto, no parsing.
 
-use crate::token::TokenError;
+use crate::token::error::TokenError;
 
 /// Largest token accepted, in bytes; a larger one is rejected before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;

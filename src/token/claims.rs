@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use crate::config::{ClientPolicy, TokenUse};
-use crate::token::TokenError;
+use crate::token::error::TokenError;
 use crate::token::pool::Pool;
 
 /// Claims of a verified token, in the form the principal is built from.

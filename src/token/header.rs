@@ -15,7 +15,7 @@ use serde::de::{Error as _, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use crate::token::TokenError;
+use crate::token::error::TokenError;
 
 /// Header parameters that would let the token choose its own key or processing rules.
 const FORBIDDEN_HEADER_PARAMS: &[&str] = &["jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256", "crit"];

@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use crate::config::{JwksSettings, JwksSource, PoolSettings};
 use crate::metrics::Metrics;
-use crate::token::TokenError;
+use crate::token::error::TokenError;
 
 /// Largest JWKS document accepted, in bytes.
 const MAX_JWKS_BYTES: usize = 1024 * 1024;

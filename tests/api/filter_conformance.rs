@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use poolgate::config::TokenUse;
-use poolgate::decision::{AccessRequest, Decider, PolicySources, ResourceRef};
+use poolgate::decision::request::{AccessRequest, ResourceRef};
+use poolgate::decision::{Decider, PolicySources};
 use poolgate::filter::mapping::RawResource;
 use poolgate::filter::{Dialect, FilterQuestion, Plan, ResourceMapping, SqlParam, plan, to_sql};
 use poolgate::principal::Principal;
