@@ -71,6 +71,7 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
         Verifier::start(&settings, Arc::clone(&metrics)).await.context("cannot build the key-set HTTP client")?;
 
     let resources = Arc::new(ResourceStore::new(db.clone(), &settings));
+    let authzen = Arc::new(crate::authzen::Authzen::new(&settings, db.clone()));
     let principals = Arc::new(PrincipalStore::new(db, &settings, Arc::clone(&metrics)));
     let decision_log = Arc::new(
         DecisionLog::start(&settings.decision_log, Arc::clone(&metrics)).context("cannot open the decision log")?,
@@ -84,6 +85,7 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
         metrics,
         max_body_bytes: settings.server.max_body_bytes,
         request_timeout: settings.server.request_timeout,
+        authzen,
     });
     let mut background: Vec<_> = settings
         .pools
