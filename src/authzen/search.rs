@@ -108,12 +108,46 @@ impl Page {
     }
 }
 
+/// A short digest of `value` whatever the order of its members.
 fn digest(value: &Value) -> String {
-    let hash = Sha256::digest(value.to_string().as_bytes());
+    let mut text = String::new();
+    canonical(value, &mut text);
+    let hash = Sha256::digest(text.as_bytes());
     hash.iter().take(12).fold(String::new(), |mut text, byte| {
         let _ = write!(text, "{byte:02x}");
         text
     })
+}
+
+/// `value` as JSON text with every object's members sorted by name.
+fn canonical(value: &Value, text: &mut String) {
+    match value {
+        Value::Object(object) => {
+            let mut members: Vec<(&String, &Value)> = object.iter().collect();
+            members.sort_by(|a, b| a.0.cmp(b.0));
+            text.push('{');
+            for (index, (name, member)) in members.into_iter().enumerate() {
+                if index > 0 {
+                    text.push(',');
+                }
+                text.push_str(&Value::String(name.clone()).to_string());
+                text.push(':');
+                canonical(member, text);
+            }
+            text.push('}');
+        }
+        Value::Array(items) => {
+            text.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    text.push(',');
+                }
+                canonical(item, text);
+            }
+            text.push(']');
+        }
+        other => text.push_str(&other.to_string()),
+    }
 }
 
 fn make_token(after: &str, binding: &str) -> String {
@@ -382,6 +416,12 @@ mod tests {
         relimited["page"]["limit"] = json!(3);
         assert!(page(relimited).is_err());
         assert!(page(json!({"page": {"token": "not-a-token"}})).is_err());
+        // The same request with its members in another order is the same request.
+        let reordered: Value = serde_json::from_str(&format!(
+            r#"{{"page": {{"token": "{token}", "limit": 2}}, "subject": {{"type": "user"}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(page(reordered).unwrap().after.as_deref(), Some("bob"));
     }
 
     #[test]
