@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use crate::config::{DecisionLogSettings, DecisionLogSink};
 use crate::decision::{AccessRequest, Decision};
+use crate::filter::{FilterQuestion, Plan, Planned};
 use crate::metrics::Metrics;
 use crate::principal::Principal;
 
@@ -45,9 +46,10 @@ pub struct Record {
     pub action: Option<String>,
     /// The resource's type; `null` likewise.
     pub resource_type: Option<String>,
-    /// The resource's id; `null` likewise.
+    /// The resource's id; `null` likewise, and for a list answer.
     pub resource_id: Option<String>,
-    /// `allow`, `deny` or `error`.
+    /// `allow`, `deny` or `error`; `conditional` for a list answer that depends on the
+    /// resource's attributes.
     pub decision: &'static str,
     /// The policies that determined the answer.
     pub determining_policies: Vec<String>,
@@ -137,6 +139,44 @@ impl DecisionLog {
             decision: outcome,
             determining_policies: decision.determining_policies.clone(),
             error: if decision.errors.is_empty() { None } else { Some("policy_error") },
+            policy_version: policy_version.to_owned(),
+            latency_us: started.elapsed().as_micros() as u64,
+        });
+    }
+
+    /// Records a list answer (`/v1/filter`, `/v1/resources/search`): `allow` when every
+    /// resource of the type is allowed, `deny` when none is, `conditional` when the answer
+    /// depends on the resource's attributes; no resource id; the policies involved stand as the
+    /// determining ones.
+    pub fn listed(
+        &self,
+        request_id: &str,
+        principal: &Principal,
+        question: &FilterQuestion<'_>,
+        planned: &Planned,
+        policy_version: &str,
+        started: Instant,
+    ) {
+        let outcome = match planned.plan {
+            Plan::AlwaysAllow => "allow",
+            Plan::AlwaysDeny => "deny",
+            Plan::Conditional { .. } => "conditional",
+        };
+        self.count(&principal.pool, outcome, "", started);
+        if !self.sample() {
+            return;
+        }
+        self.offer(Record {
+            time: SystemTime::now(),
+            request_id: request_id.to_owned(),
+            pool: Some(principal.pool.clone()),
+            sub: Some(principal.sub.clone()),
+            action: Some(question.action.to_owned()),
+            resource_type: Some(question.resource_type.to_owned()),
+            resource_id: None,
+            decision: outcome,
+            determining_policies: planned.policies.clone(),
+            error: None,
             policy_version: policy_version.to_owned(),
             latency_us: started.elapsed().as_micros() as u64,
         });

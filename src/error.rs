@@ -37,6 +37,9 @@ pub enum ApiError {
     /// A proxied request could not be translated (`403`, `400` or `503`).
     #[error(transparent)]
     Forward(#[from] ForwardError),
+    /// A list question could not be answered (`400`, `422`, `500` or `503`).
+    #[error(transparent)]
+    Filter(#[from] FilterError),
     /// The request body is not what the endpoint takes (`400`).
     #[error("{0}")]
     InvalidRequest(String),
@@ -61,6 +64,7 @@ impl From<AuthzenError> for ApiError {
             AuthzenError::Token(err) => ApiError::Token(err),
             AuthzenError::Principal(err) => ApiError::Principal(err),
             AuthzenError::Decision(err) => ApiError::Decision(err),
+            AuthzenError::Filter(err) => ApiError::Filter(err),
             other => ApiError::Authzen(other),
         }
     }
@@ -90,6 +94,7 @@ impl ApiError {
             }
             ApiError::Decision(_) | ApiError::Forward(ForwardError::Decision(_)) => "internal_error",
             ApiError::Forward(ForwardError::Headers(_)) | ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::Filter(err) => filter_code(err),
             ApiError::Forward(ForwardError::Route(_)) => "no_route",
             ApiError::Forward(ForwardError::NotAnswerable(_)) => "not_answerable",
             ApiError::Forward(ForwardError::NoSuchResource) => "no_such_resource",
@@ -136,6 +141,7 @@ impl ResponseError for ApiError {
             ApiError::Decision(_) | ApiError::Forward(ForwardError::Decision(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Forward(ForwardError::Headers(_)) | ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forward(_) => StatusCode::FORBIDDEN,
+            ApiError::Filter(err) => filter_status(err),
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Authzen(err) => authzen_status(err),
@@ -177,18 +183,15 @@ fn authzen_code(err: &AuthzenError) -> &'static str {
         AuthzenError::SubjectMismatch => "subject_mismatch",
         AuthzenError::TrustedCallerRequired => "trusted_caller_required",
         AuthzenError::Resource(ResourceError::NotFound { .. }) => "no_such_resource",
-        AuthzenError::Resource(ResourceError::DatabaseUnavailable(_)) | AuthzenError::SearchUnavailable(_) => {
-            "database_unavailable"
+        AuthzenError::Resource(ResourceError::DatabaseUnavailable(_)) => "database_unavailable",
+        // Never here: `From<AuthzenError>` makes them `ApiError::Token`, `Principal`, `Decision`
+        // and `Filter`.
+        AuthzenError::Token(_) | AuthzenError::Principal(_) | AuthzenError::Decision(_) | AuthzenError::Filter(_) => {
+            "internal_error"
         }
-        AuthzenError::Filter(FilterError::Unsupported { .. }) => "unsupported_policy",
-        AuthzenError::Filter(FilterError::InvalidRequest(_)) => "invalid_request",
-        AuthzenError::Filter(_) => "internal_error",
-        // Never here: `From<AuthzenError>` makes them `ApiError::Token`, `Principal`, `Decision`.
-        AuthzenError::Token(_) | AuthzenError::Principal(_) | AuthzenError::Decision(_) => "internal_error",
-        AuthzenError::Invalid(_)
-        | AuthzenError::UnknownSubjectType(_)
-        | AuthzenError::UnknownResourceType(_)
-        | AuthzenError::NotSearchable(_) => "invalid_request",
+        AuthzenError::Invalid(_) | AuthzenError::UnknownSubjectType(_) | AuthzenError::UnknownResourceType(_) => {
+            "invalid_request"
+        }
     }
 }
 
@@ -198,20 +201,41 @@ fn authzen_status(err: &AuthzenError) -> StatusCode {
         AuthzenError::Key(_) => StatusCode::UNAUTHORIZED,
         AuthzenError::SubjectMismatch | AuthzenError::TrustedCallerRequired => StatusCode::FORBIDDEN,
         AuthzenError::Resource(ResourceError::NotFound { .. }) => StatusCode::NOT_FOUND,
-        AuthzenError::Resource(ResourceError::DatabaseUnavailable(_)) | AuthzenError::SearchUnavailable(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        AuthzenError::Filter(FilterError::Unsupported { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
-        AuthzenError::Filter(FilterError::InvalidRequest(_)) => StatusCode::BAD_REQUEST,
-        AuthzenError::Filter(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        // Never here: `From<AuthzenError>` makes them `ApiError::Token`, `Principal`, `Decision`.
-        AuthzenError::Token(_) | AuthzenError::Principal(_) | AuthzenError::Decision(_) => {
+        AuthzenError::Resource(ResourceError::DatabaseUnavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        // Never here: `From<AuthzenError>` makes them `ApiError::Token`, `Principal`, `Decision`
+        // and `Filter`.
+        AuthzenError::Token(_) | AuthzenError::Principal(_) | AuthzenError::Decision(_) | AuthzenError::Filter(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
-        AuthzenError::Invalid(_)
-        | AuthzenError::UnknownSubjectType(_)
-        | AuthzenError::UnknownResourceType(_)
-        | AuthzenError::NotSearchable(_) => StatusCode::BAD_REQUEST,
+        AuthzenError::Invalid(_) | AuthzenError::UnknownSubjectType(_) | AuthzenError::UnknownResourceType(_) => {
+            StatusCode::BAD_REQUEST
+        }
+    }
+}
+
+/// The stable code of each list-filtering failure.
+fn filter_code(err: &FilterError) -> &'static str {
+    match filter_status(err) {
+        StatusCode::BAD_REQUEST => "invalid_request",
+        StatusCode::UNPROCESSABLE_ENTITY => "unsupported_policy",
+        StatusCode::SERVICE_UNAVAILABLE => "database_unavailable",
+        _ => "internal_error",
+    }
+}
+
+/// The status of each list-filtering failure: the caller's question (`400`), a policy without
+/// an exact translation (`422`), the database (`503`), or the configuration and Cedar (`500`).
+fn filter_status(err: &FilterError) -> StatusCode {
+    match err {
+        FilterError::InvalidRequest(_) | FilterError::NotMapped { .. } | FilterError::InvalidPage(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        FilterError::Principal(err) if err.is_caller_fault() => StatusCode::BAD_REQUEST,
+        FilterError::Unsupported { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        FilterError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        FilterError::Principal(_) | FilterError::Mapping { .. } | FilterError::Sql(_) | FilterError::Engine { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     }
 }
 

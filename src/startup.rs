@@ -21,6 +21,7 @@ use crate::config::Settings;
 use crate::decision::PolicySources;
 use crate::decision::reload::{self, Policies};
 use crate::decision_log::DecisionLog;
+use crate::filter::{Dialect, SearchDb};
 use crate::forward::resources::ResourceStore;
 use crate::http::openapi::{self, ApiDoc, Document};
 use crate::http::pipeline::{limit_headers, request_id};
@@ -71,7 +72,16 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
         Verifier::start(&settings, Arc::clone(&metrics)).await.context("cannot build the key-set HTTP client")?;
 
     let resources = Arc::new(ResourceStore::new(db.clone(), &settings));
-    let authzen = Arc::new(crate::authzen::Authzen::new(&settings, db.clone()));
+    let dialect = if db::is_sqlite(&settings.database.url) { Dialect::Sqlite } else { Dialect::Postgres };
+    let search_db = SearchDb::new(db.clone(), dialect, settings.database.query_timeout);
+    let mappings = Arc::new(
+        settings
+            .resources
+            .iter()
+            .filter_map(|(type_name, resource)| Some((type_name.clone(), resource.mapping.clone()?)))
+            .collect(),
+    );
+    let authzen = Arc::new(crate::authzen::Authzen::new(&settings));
     let principals = Arc::new(PrincipalStore::new(db, &settings, Arc::clone(&metrics)));
     let decision_log = Arc::new(
         DecisionLog::start(&settings.decision_log, Arc::clone(&metrics)).context("cannot open the decision log")?,
@@ -81,6 +91,8 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
         principals: Arc::clone(&principals),
         policies: Arc::clone(&policies),
         resources: Arc::clone(&resources),
+        mappings,
+        search_db,
         decision_log: Arc::clone(&decision_log),
         metrics,
         max_body_bytes: settings.server.max_body_bytes,

@@ -36,14 +36,14 @@ pub mod request;
 pub mod search;
 pub mod settings;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
 use crate::config::{PoolSettings, RESERVED_ATTRIBUTES, Settings};
 use crate::decision::{AccessRequest, Decider, Decision, DecisionError, ResourceRef};
-use crate::filter::FilterError;
 use crate::filter::shape::AttrType;
+use crate::filter::{FilterError, ResourceMapping, SearchDb};
 use crate::forward::resources::{ResourceError, ResourceStore};
 use crate::principal::store::PrincipalStore;
 use crate::principal::{self, Principal, PrincipalError};
@@ -87,44 +87,22 @@ pub enum AuthzenError {
     /// The resource's attributes could not be read from SQL, or it has no row.
     #[error(transparent)]
     Resource(#[from] ResourceError),
-    /// Resource search could not build its filter.
+    /// Resource search failed: no table mapping, a policy it cannot translate, the database.
     #[error(transparent)]
     Filter(#[from] FilterError),
-    /// Resource search cannot list a type without a table mapping (`400`).
-    #[error("resource type `{0}` cannot be searched: it has no table mapping (resources.{0}.table)")]
-    NotSearchable(String),
-    /// Resource search could not read the resource table (`503`).
-    #[error("cannot read the resource table")]
-    SearchUnavailable(#[source] Arc<sqlx::Error>),
 }
 
-/// The AuthZEN configuration and what searches read, built once at start-up.
+/// The AuthZEN configuration, with the pools it maps, built once at start-up.
 pub struct Authzen {
     /// `[authzen]`.
     pub settings: AuthzenSettings,
     pools: Vec<PoolSettings>,
-    resources: std::collections::BTreeMap<String, crate::config::ResourceSettings>,
-    db: sqlx::AnyPool,
-    dialect: crate::filter::Dialect,
-    query_timeout: std::time::Duration,
 }
 
 impl Authzen {
-    /// The AuthZEN front end of `settings`, searching resources in `db`.
-    pub fn new(settings: &Settings, db: sqlx::AnyPool) -> Self {
-        let dialect = if crate::db::is_sqlite(&settings.database.url) {
-            crate::filter::Dialect::Sqlite
-        } else {
-            crate::filter::Dialect::Postgres
-        };
-        Self {
-            settings: settings.authzen.clone(),
-            pools: settings.pools.clone(),
-            resources: settings.resources.clone(),
-            db,
-            dialect,
-            query_timeout: settings.database.query_timeout,
-        }
+    /// The AuthZEN front end of `settings`.
+    pub fn new(settings: &Settings) -> Self {
+        Self { settings: settings.authzen.clone(), pools: settings.pools.clone() }
     }
 
     pub(crate) fn pool(&self, name: &str) -> Option<(&PoolSettings, &AuthzenPool)> {
@@ -140,6 +118,8 @@ pub struct Stages<'a> {
     pub principals: &'a PrincipalStore,
     /// Resource attributes from SQL.
     pub resources: &'a ResourceStore,
+    /// Where resource search runs, and the table mappings it reads, by unqualified type name.
+    pub search: (&'a SearchDb, &'a BTreeMap<String, ResourceMapping>),
     /// Stage 3, the set taken once for the whole request.
     pub decider: &'a Decider,
     /// The AuthZEN configuration.

@@ -2,8 +2,8 @@
 //!
 //! - Subject search (trusted-caller mode only: it lists users by id): the principals registered
 //!   in SQL for the pool the subject type names, each decided like an evaluation.
-//! - Resource search: the rows of the type's mapped table the subject may act on, through the
-//!   list filter (Cedar's partial evaluation turned into SQL), in id order.
+//! - Resource search: the rows of the type's mapped table the subject may act on, in id order,
+//!   through `filter::search` (Cedar's partial evaluation turned into one keyset-paged query).
 //! - Action search: the schema's candidate actions for the subject's and the resource's types,
 //!   each decided (as `/v1/permissions` does), sorted by name.
 //!
@@ -32,19 +32,34 @@ use sha2::{Digest, Sha256};
 use crate::authzen::request::{self, Action, Resource, Subject};
 use crate::authzen::{AuthzenError, Stages, SubjectMode};
 use crate::decision::DecisionError;
-use crate::filter::{Condition, FilterQuestion, Plan, SqlParam};
+use crate::filter::{Cursor, FilterError, FilterQuestion, PageRequest};
 use crate::forward::resources::ResourceError;
 use crate::limits::MAX_SEARCH_RESULTS;
 use crate::principal::PrincipalError;
 
 /// A search's answer: the results, and the `page.next_token` to send back when the answer
 /// carries a `page` (`""` on the last page).
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default)]
 pub struct Answer {
     /// `{"type", "id"}` or `{"name"}` objects.
     pub results: Vec<Value>,
     /// `Some` when the answer carries `page`.
     pub next_token: Option<String>,
+    /// A resource search's list answer, for the decision log.
+    pub listed: Option<Listed>,
+}
+
+/// What a resource search decided, as the decision log records list answers.
+#[derive(Debug)]
+pub struct Listed {
+    /// Who searched.
+    pub principal: crate::principal::Principal,
+    /// The action, in the pool's namespace.
+    pub action: String,
+    /// The Cedar type searched.
+    pub resource_type: String,
+    /// The plan the search ran.
+    pub planned: crate::filter::Planned,
 }
 
 impl Answer {
@@ -100,7 +115,7 @@ impl Page {
             None if self.requested => Some(String::new()),
             None => None,
         };
-        Answer { results, next_token }
+        Answer { results, next_token, listed: None }
     }
 
     fn empty(&self) -> Answer {
@@ -319,74 +334,25 @@ impl Stages<'_> {
         if !self.action_exists(&namespace, &action.name) {
             return Ok(page.empty());
         }
-        let mapping = self
-            .authzen
-            .resources
+        let (db, mappings) = self.search;
+        let mapping = mappings
             .get(cedar_type)
-            .and_then(|resource| resource.mapping.as_ref())
-            .ok_or_else(|| AuthzenError::NotSearchable(cedar_type.to_owned()))?;
+            .ok_or_else(|| FilterError::NotMapped { resource_type: resource.type_name.clone() })?;
         let context = self.context(&namespace, &action, &context);
         let question = FilterQuestion { action: &action.name, resource_type: cedar_type, context: &context };
-        let planned = crate::filter::plan(self.decider, &resolved.principal, Some(mapping), &question)?;
-        let condition = match planned.plan {
-            Plan::AlwaysDeny => return Ok(page.empty()),
-            Plan::AlwaysAllow => Condition::True,
-            Plan::Conditional { condition } => condition,
+        let cursor = page.after.as_ref().map(|after| Cursor::after(after.as_str()).encode());
+        let limit = u64::try_from(page.limit).unwrap_or(u64::MAX);
+        let request = PageRequest::new(Some(limit), cursor.as_deref())?;
+        let found = crate::filter::search(db, self.decider, &resolved.principal, mapping, &question, &request).await?;
+        let next = found.next_cursor.map(|cursor| cursor.id().to_owned());
+        let results = found.ids.into_iter().map(|id| json!({ "type": resource.type_name, "id": id })).collect();
+        let listed = Listed {
+            principal: resolved.principal,
+            action: action.name,
+            resource_type: cedar_type.to_owned(),
+            planned: found.planned,
         };
-        let (ids, more) = self.rows(mapping, &condition, page.after.as_deref(), page.limit).await?;
-        let next = if more { ids.last().cloned() } else { None };
-        let results = ids.into_iter().map(|id| json!({ "type": resource.type_name, "id": id })).collect();
-        Ok(page.answer(results, next))
-    }
-
-    /// Up to `limit` ids of the rows satisfying `condition` after `after`, in id order, and
-    /// whether more follow.
-    async fn rows(
-        &self,
-        mapping: &crate::filter::ResourceMapping,
-        condition: &Condition,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<(Vec<String>, bool), AuthzenError> {
-        let dialect = self.authzen.dialect;
-        let filter = crate::filter::to_sql(condition, mapping, dialect, 1)
-            .map_err(|err| crate::filter::FilterError::Mapping { message: err.to_string() })?;
-        let id = mapping.id_sql();
-        let id_operand = match dialect {
-            crate::filter::Dialect::Sqlite => format!("{id} COLLATE BINARY"),
-            crate::filter::Dialect::Postgres => id.clone(),
-        };
-        let mut next_param = filter.params.len() + 1;
-        let keyset = match after {
-            Some(_) => {
-                let clause = format!(" AND {id_operand} > ${next_param}");
-                next_param += 1;
-                clause
-            }
-            None => String::new(),
-        };
-        let sql = format!(
-            "SELECT {id} FROM {table} WHERE {clause}{keyset} ORDER BY {id_operand} LIMIT ${next_param}",
-            table = mapping.table_sql(),
-            clause = filter.clause,
-        );
-        let mut query = sqlx::query_as::<_, (String,)>(&sql);
-        for param in &filter.params {
-            query = match param {
-                SqlParam::Text(text) => query.bind(text.clone()),
-                SqlParam::Long(number) => query.bind(*number),
-                SqlParam::Bool(flag) => query.bind(*flag),
-            };
-        }
-        if let Some(after) = after {
-            query = query.bind(after.to_owned());
-        }
-        query = query.bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1));
-        let rows = crate::db::bounded(self.authzen.query_timeout, query.fetch_all(&self.authzen.db))
-            .await
-            .map_err(|err| AuthzenError::SearchUnavailable(std::sync::Arc::new(err)))?;
-        let more = rows.len() > limit;
-        Ok((rows.into_iter().take(limit).map(|(id,)| id).collect(), more))
+        Ok(Answer { listed: Some(listed), ..page.answer(results, next) })
     }
 }
 

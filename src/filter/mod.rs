@@ -17,69 +17,20 @@
 //!
 //! Everything that touches the experimental API lives in [`plan`] and [`translate`].
 //!
-//! # Supported
+//! [`search`](mod@search) runs the same question in poolgate's own database, a page of ids at a time.
 //!
-//! - `==`, `!=` on String, Long and Bool attributes; `<`, `<=`, `>`, `>=` on Long (Cedar orders
-//!   nothing else); `==`/`!=` between a set attribute and a literal set;
-//! - `&&`, `||`, `!`, `if-then-else` (boolean branches), `has`, `like`;
-//! - `[literals].contains(resource.a)` (`in` a set of literals); `resource.s.contains(v)`,
-//!   `containsAll`, `containsAny`, `isEmpty` on `Set<String>`/`Set<Long>` attributes (PostgreSQL
-//!   arrays only); anything where the other side is the principal's, folded by Cedar first;
-//! - `resource == T::"id"`, `resource is T`, and `resource in P::"id"` / `in [..]` where `P` is
-//!   the resource type itself or the mapped parent type.
+//! # Reference
 //!
-//! # Refused, with [`FilterError::Unsupported`] naming the policy and the construct
-//!
-//! Comparisons of two attributes, arithmetic on attributes, record and entity-typed attributes
-//! (`resource.owner.name`), extension types (ip, decimal, datetime), tags, `resource in` a type
-//! the resource may belong to whose relation is not mapped, and a condition of more than 10,000
-//! nodes. Never an approximation: a filter is never wider than the check.
-//!
-//! # Exact limits
-//!
-//! - A row's ancestors are itself and its one mapped parent; hierarchies deeper than one level
-//!   are not loaded, by the filter or by the check of that row.
-//! - Set attributes: PostgreSQL `text[]`/`bigint[]` columns without NULL elements; SQLite has no
-//!   arrays ([`sql::SqlError::SetOnSqlite`]). Forward-auth's attribute loading reads no array
-//!   columns yet (a required set attribute then fails closed).
-//! - PostgreSQL string columns need a deterministic collation (the default; see [`sql`]).
-//! - Long attributes: 64-bit integer columns; strings: text columns; booleans: `boolean` on
-//!   PostgreSQL, 0/1 integers on SQLite.
-//!
-//! # NULL: what an absent attribute means
-//!
-//! A NULL column is an absent attribute. Reading an absent attribute is an error in Cedar; an
-//! error in a permit or in a forbid denies. For a nullable, optional attribute `x` and a
-//! non-NULL `v`:
-//!
-//! | policy | row `x = v` | row `x ≠ v` | row `x` NULL |
-//! | --- | --- | --- | --- |
-//! | `permit … when { resource.x == v }` | allow | deny | deny (error) |
-//! | `permit … when { resource.x != v }` | deny | allow | deny (error) |
-//! | `permit … when { !(resource.x == v) }` | deny | allow | deny (error) |
-//! | `permit … when { resource has x && resource.x != v }` | deny | allow | deny (false) |
-//! | `permit … when { !(resource has x) \|\| resource.x == v }` | allow | deny | allow |
-//! | `permit(…); forbid … when { resource.x == v }` | deny | allow | deny (forbid errors) |
-//! | `permit(…); forbid … when { resource has x && resource.x == v }` | deny | allow | allow |
-//!
-//! A required attribute whose column is NULL makes the row an invalid entity, which the check
-//! refuses: such rows are excluded (`"x" IS NOT NULL` is added unless the mapping says
-//! `nullable = false`).
-//!
-//! # Example
-//!
-//! `merchant.read-own-org-stock` for a merchant of organisation `o1`, with
-//! `[resources.Stock] table = "stock"` and `org_id = { column = "org_id", nullable = false }`:
-//!
-//! ```text
-//! plan:      {"kind": "conditional", "condition": {"op": "eq", "attr": "org_id", "value": "o1"}}
-//! postgres:  SELECT "id" FROM "stock" WHERE ("org_id" = $1)                  -- $1 = 'o1'
-//! sqlite:    SELECT "id" FROM "stock" WHERE ("org_id" COLLATE BINARY = $1)   -- $1 = 'o1'
-//! ```
+//! What is supported, what is refused (with [`FilterError::Unsupported`], naming the policy and
+//! the construct, never an approximation: a filter is never wider than the check), what a NULL
+//! column means for each operator, how strings compare, the exact limits, and an example of
+//! the SQL a backend runs: `docs/filtering.md`, the one reference. The condition tree's format
+//! is also in [`condition`], next to the type that writes it.
 
 pub mod condition;
 pub mod mapping;
 pub mod plan;
+pub mod search;
 pub mod shape;
 pub mod sql;
 mod translate;
@@ -87,6 +38,7 @@ mod translate;
 pub use condition::{Comparison, Condition, Literal};
 pub use mapping::ResourceMapping;
 pub use plan::{FilterQuestion, Plan, Planned, plan, plan_for_entity};
+pub use search::{Cursor, PageRequest, SearchDb, SearchPage, search, search_all};
 pub use sql::{Dialect, SqlError, SqlParam, SqlWhere, to_sql};
 
 use crate::decision::DecisionError;
@@ -117,6 +69,23 @@ pub enum FilterError {
     /// The principal could not be built.
     #[error(transparent)]
     Principal(#[from] DecisionError),
+    /// The resource type has no table mapping, so poolgate cannot search it (`400`).
+    #[error("`{resource_type}` has no table mapping (`resources.{resource_type}.table`), so it cannot be searched")]
+    NotMapped {
+        /// The resource type, as the caller named it.
+        resource_type: String,
+    },
+    /// The search's page is not valid: a limit out of range or a cursor poolgate did not
+    /// write (`400`).
+    #[error("{0}")]
+    InvalidPage(String),
+    /// The condition cannot be written for the database's dialect (`500`): a set attribute
+    /// mapped on SQLite.
+    #[error("the filter cannot be written as SQL")]
+    Sql(#[from] SqlError),
+    /// The search query failed or took longer than `database.query_timeout` (`503`).
+    #[error("cannot search the resource table")]
+    DatabaseUnavailable(#[source] sqlx::Error),
     /// Cedar's partial evaluation failed.
     #[error("{message} failed")]
     Engine {

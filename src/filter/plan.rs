@@ -156,7 +156,7 @@ pub fn plan_for_entity(
         Condition::False => Condition::False,
         body => match mapping {
             Some(mapping) => Condition::and([valid_rows(&target, mapping)?, body]),
-            None => body,
+            None => Condition::and([required_present(shape), body]),
         },
     };
     let plan = match condition {
@@ -182,6 +182,18 @@ pub(crate) fn combine(permitted: bool, residuals: impl IntoIterator<Item = (bool
         }
     }
     Condition::and([Condition::or(permits), Condition::and(conditions)])
+}
+
+/// Without a mapping, nothing says a required attribute cannot be absent from the caller's
+/// store: `has` for each, so that a resource the check would refuse as invalid is left out.
+fn required_present(shape: &crate::filter::shape::TypeShape) -> Condition {
+    Condition::and(
+        shape
+            .attributes
+            .iter()
+            .filter(|(_, attribute)| attribute.required)
+            .map(|(name, _)| Condition::Has { attr: name.clone() }),
+    )
 }
 
 /// The rows that are valid entities of the type: every required attribute present. Every

@@ -327,13 +327,15 @@ impl Target<'_> {
     /// Whether the row has `attr`: `true` when the column cannot be NULL or the schema requires
     /// it (rows lacking a required attribute are excluded as a whole, see `plan`).
     pub fn present(&self, attr: &str) -> Translated<Condition> {
+        let required = self.shape.attributes.get(attr).is_some_and(|shape| shape.required);
         let Some(mapping) = self.mapping else {
-            return Err(Refusal::Unmapped(format!("`{}` has no mapping", self.resource_type)));
+            // Without a mapping the tree speaks of attributes only, as if every one could be
+            // absent; `plan` then requires the required ones of every resource.
+            return Ok(if required { Condition::True } else { Condition::Has { attr: attr.to_owned() } });
         };
         let Some(column) = mapping.attributes.get(attr) else {
             return Err(Refusal::Unmapped(format!("the attribute `{attr}` is not mapped")));
         };
-        let required = self.shape.attributes.get(attr).is_some_and(|shape| shape.required);
         Ok(if required || !column.nullable { Condition::True } else { Condition::Has { attr: attr.to_owned() } })
     }
 

@@ -24,6 +24,7 @@ use crate::authzen::request::{self, Evaluation};
 use crate::authzen::{AuthzenError, Judged, Stages, SubjectMode, json as strict_json, keys};
 use crate::decision::PolicyFolder;
 use crate::error::{ApiError, ErrorBody, chain};
+use crate::filter::FilterQuestion;
 use crate::http::pipeline::{guarded, request_id_of};
 use crate::http::state::AppState;
 use crate::limits::MAX_BATCH_ITEMS;
@@ -190,6 +191,14 @@ async fn search(
             Search::Resource => stages.search_resources(top).await,
             Search::Action => stages.search_actions(top).await,
         }?;
+        if let Some(listed) = &answer.listed {
+            let context = Map::new();
+            let question =
+                FilterQuestion { action: &listed.action, resource_type: &listed.resource_type, context: &context };
+            let version = folder.decider.version();
+            let request_id = request_id_of(&request);
+            state.decision_log.listed(&request_id, &listed.principal, &question, &listed.planned, version, started);
+        }
         Ok(HttpResponse::Ok().json(answer.body()))
     })
     .await
@@ -200,6 +209,7 @@ fn stages<'a>(state: &'a AppState, folder: &'a PolicyFolder) -> Stages<'a> {
         verifier: &state.verifier,
         principals: &state.principals,
         resources: &state.resources,
+        search: (&state.search_db, &state.mappings),
         decider: &folder.decider,
         authzen: &state.authzen,
     }

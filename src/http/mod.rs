@@ -2,16 +2,18 @@
 //! [`pipeline`] and [`state`].
 //!
 //! INVARIANT: only `http/`, `error.rs` and `startup.rs` know about actix-web; the stages they
-//! call (`token`, `principal`, `decision`, `forward`) are plain async Rust.
+//! call (`token`, `principal`, `decision`, `forward`, `filter`) are plain async Rust.
 
 pub mod authzen;
 pub mod check;
+pub mod filter;
 pub mod forward_auth;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod permissions;
 pub mod pipeline;
+pub mod search;
 pub mod state;
 
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -23,6 +25,8 @@ pub fn routes(config: &mut ServiceConfig) {
         .service(check::check)
         .service(check::check_batch)
         .service(permissions::permissions)
+        .service(filter::filter)
+        .service(search::search)
         .service(forward_auth::forward_auth)
         .service(forward_auth::forward_auth_prefixed)
         .service(health::healthz)

@@ -1,10 +1,12 @@
 //! The state every handler reads, built once by `startup.rs` and shared by all workers.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::decision::reload::Policies;
 use crate::decision_log::DecisionLog;
+use crate::filter::{ResourceMapping, SearchDb};
 use crate::forward::resources::ResourceStore;
 use crate::metrics::Metrics;
 use crate::principal::store::PrincipalStore;
@@ -20,6 +22,11 @@ pub struct AppState {
     pub policies: Arc<Policies>,
     /// Resource attributes from SQL, for forward-auth.
     pub resources: Arc<ResourceStore>,
+    /// The table mappings of `[resources.<Type>]`, by unqualified type name, for list
+    /// filtering.
+    pub mappings: Arc<BTreeMap<String, ResourceMapping>>,
+    /// poolgate's database, where `/v1/resources/search` runs the filter.
+    pub search_db: SearchDb,
     /// One record per answer.
     pub decision_log: Arc<DecisionLog>,
     /// Prometheus registry.

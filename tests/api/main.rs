@@ -24,6 +24,7 @@ mod authzen_interop;
 mod decision;
 mod decision_log;
 mod filter_conformance;
+mod filter_http;
 mod forward_auth;
 mod gateways;
 mod lifecycle;

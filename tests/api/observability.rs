@@ -69,9 +69,11 @@ async fn the_openapi_document_lists_exactly_the_served_routes() {
             "/readyz",
             "/v1/check",
             "/v1/check/batch",
+            "/v1/filter",
             "/v1/forward-auth",
             "/v1/forward-auth/{original}",
             "/v1/permissions",
+            "/v1/resources/search",
         ]
     );
     assert!(document["components"]["schemas"]["AccessRequest"].is_object(), "request bodies are described");
