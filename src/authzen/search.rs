@@ -95,9 +95,14 @@ impl Page {
                 Some(limit) => usize::try_from(limit).unwrap_or(usize::MAX).min(MAX_SEARCH_RESULTS),
             },
         };
+        // What the token is bound to: the request without `page.token`, and without `page` when
+        // nothing else is in it (a first request often has no `page` at all).
         let mut unbound = top.clone();
         if let Some(Value::Object(page)) = unbound.get_mut("page") {
             page.remove("token");
+        }
+        if unbound.get("page").is_some_and(|page| page.as_object().is_some_and(Map::is_empty) || page.is_null()) {
+            unbound.remove("page");
         }
         let binding = digest(&Value::Object(unbound));
         let after = match page.map(|page| request::optional_string(page, "token", "page")).transpose()?.flatten() {
@@ -382,6 +387,12 @@ mod tests {
         relimited["page"]["limit"] = json!(3);
         assert!(page(relimited).is_err());
         assert!(page(json!({"page": {"token": "not-a-token"}})).is_err());
+        // A first request without `page` is continued by the same request with `page.token`.
+        let unpaged = json!({"subject": {"type": "user"}});
+        let carol = page(unpaged.clone()).unwrap().answer(Vec::new(), Some("carol".into())).next_token.unwrap();
+        let mut continued = unpaged;
+        continued["page"] = json!({"token": carol});
+        assert_eq!(page(continued).unwrap().after.as_deref(), Some("carol"));
         // The same request with its members in another order is the same request.
         let reordered: Value = serde_json::from_str(&format!(
             r#"{{"page": {{"token": "{token}", "limit": 2}}, "subject": {{"type": "user"}}}}"#

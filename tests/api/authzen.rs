@@ -211,6 +211,11 @@ async fn a_subject_that_cannot_be_judged_is_a_deny_with_its_reason_and_never_its
     .await;
     assert!(disabled, "a disabled principal is a deny with its reason");
 
+    // A search for a subject that cannot be judged finds nothing.
+    let search = json!({"subject": {"type": "user", "properties": {"token": expired}}, "resource": {"type": "Account", "id": "a1"}});
+    let answer = zen(app, "/access/v1/search/action", None, &search).await;
+    assert_eq!((answer.status, &answer.body), (StatusCode::OK, &json!({"results": []})));
+
     // Token mode never judges a subject named by id alone: that would be an oracle.
     let answer = zen(app, "/access/v1/evaluation", None, &ask(json!({"type": "user", "id": "ada"}))).await;
     assert_eq!((answer.status, answer.outcome()), (StatusCode::BAD_REQUEST, "invalid_request"), "{}", answer.body);
@@ -328,6 +333,19 @@ async fn trusted_caller_mode_needs_a_key_and_judges_only_registered_subjects_fro
             "properties": {"groups": ["admins"], "flags": ["can_add_user"], "token": ada_token}}));
         let answer = zen(app, "/access/v1/evaluation", Some(KEY), &forged).await;
         assert_eq!(decided(&answer), (200, json!(false)), "{backend:?}: {}", answer.body);
+        // Flags come from SQL too.
+        let create = json!({"subject": {"type": "user", "id": "ada"}, "action": {"name": "create"},
+                            "resource": {"type": "Account", "id": "a9"}});
+        assert_eq!(decided(&zen(app, "/access/v1/evaluation", Some(KEY), &create).await), (200, json!(false)));
+        world
+            .db
+            .execute("INSERT INTO principal_flags (pool, subject, flag) VALUES ('admin', 'ada', 'can_add_user')")
+            .await;
+        let granted = eventually(Duration::from_secs(3), || async {
+            decided(&zen(app, "/access/v1/evaluation", Some(KEY), &create).await) == (200, json!(true))
+        })
+        .await;
+        assert!(granted, "{backend:?}: a flag granted in SQL reaches a named subject");
         // Unregistered or disabled subjects are never judged.
         for (id, code) in [("zed", "principal_not_registered"), ("dee", "principal_disabled")] {
             let answer = zen(app, "/access/v1/evaluation", Some(KEY), &by_id(id)).await;
@@ -718,4 +736,48 @@ async fn the_metadata_names_the_endpoints_this_mode_serves() {
     ] {
         assert!(openapi.body["paths"].get(path).is_some(), "{path}");
     }
+}
+
+#[tokio::test]
+async fn every_authzen_decision_and_refusal_is_in_the_decision_log_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("decisions.jsonl");
+    let sink_path = sink.display().to_string();
+    let world = World::start_with(&Backend::Sqlite, |config| set(config, &["decision_log", "sink"], sink_path)).await;
+    let ada = world.issuer.token("admin", "ada", &["admins"], json!({}));
+    let send = |request_id: &'static str, body: Value| {
+        let app = &world.app;
+        async move {
+            let response = app
+                .client
+                .post(format!("{}/access/v1/evaluations", app.address))
+                .header("Content-Type", "application/json")
+                .header("X-Request-ID", request_id)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            read(response).await
+        }
+    };
+    let batch = json!({"subject": {"type": "user", "properties": {"token": ada}}, "resource": {"type": "Account", "id": "a1"},
+                       "evaluations": [{"action": {"name": "read"}}, {"action": {"name": "create"}}, {"action": {}}]});
+    assert_eq!(send("zen-batch", batch).await.status, StatusCode::OK);
+    let records = || {
+        std::fs::read_to_string(&sink)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .filter(|record| record["request_id"] == "zen-batch")
+            .collect::<Vec<_>>()
+    };
+    assert!(eventually(Duration::from_secs(5), || async { records().len() == 3 }).await, "{:?}", records());
+    let records = records();
+    let outcome = |record: &Value| (record["action"].clone(), record["decision"].clone(), record["error"].clone());
+    assert_eq!(outcome(&records[0]), (json!("read"), json!("allow"), Value::Null));
+    assert_eq!(outcome(&records[1]), (json!("create"), json!("deny"), Value::Null));
+    assert_eq!(outcome(&records[2]), (Value::Null, json!("error"), json!("invalid_request")));
+    assert_eq!(records[0]["determining_policies"], json!(["admin.admins-manage-accounts"]));
+    let text = std::fs::read_to_string(&sink).unwrap();
+    assert!(!text.contains(&ada), "the decision log carries the token");
 }

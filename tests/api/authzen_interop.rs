@@ -183,3 +183,48 @@ async fn search_pages_follow_their_tokens_and_refuse_a_changed_request() {
         assert_eq!(zen(app, "/access/v1/search/subject", key, &request).await.status, StatusCode::BAD_REQUEST);
     }
 }
+
+#[tokio::test]
+async fn a_search_page_holds_at_most_1000_results_and_the_next_token_brings_the_rest() {
+    let example = start_example("certification", &crate::helpers::Backend::Sqlite, |_| {}).await;
+    // 1100 more registered users, all readers, and 1100 more records.
+    example
+        .db
+        .execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1100) \
+             INSERT INTO principals (pool, subject) SELECT 'cert', 'user-' || (10000 + i) FROM n; \
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1100) \
+             INSERT INTO cert_records (id, status) SELECT 'record-x' || (10000 + i), 'active' FROM n",
+        )
+        .await;
+    for (kind, body, total) in [
+        (
+            "subject",
+            json!({"subject": {"type": "user"}, "action": {"name": "read"}, "resource": {"type": "record", "id": "record-1"}}),
+            1102,
+        ),
+        (
+            "resource",
+            json!({"subject": {"type": "user", "id": "alice"}, "action": {"name": "read"}, "resource": {"type": "record"}}),
+            1102,
+        ),
+    ] {
+        let path = format!("/access/v1/search/{kind}");
+        let first = zen(&example.app, &path, Some("certification-key"), &body).await;
+        assert_eq!(first.status, StatusCode::OK, "{kind}: {}", first.body);
+        assert_eq!(first.body["results"].as_array().unwrap().len(), 1000, "{kind}: a page holds 1000 without a limit");
+        let token = first.body["page"]["next_token"].as_str().unwrap().to_owned();
+        assert!(!token.is_empty(), "{kind}");
+        let mut rest = body.clone();
+        rest["page"] = json!({"token": token});
+        let second = zen(&example.app, &path, Some("certification-key"), &rest).await;
+        assert_eq!(second.status, StatusCode::OK, "{kind}: {}", second.body);
+        assert_eq!(second.body["page"]["next_token"], "", "{kind}");
+        assert_eq!(second.body["results"].as_array().unwrap().len(), total - 1000, "{kind}");
+        // A larger limit is lowered to the cap.
+        let mut large = body.clone();
+        large["page"] = json!({"limit": 5000});
+        let answer = zen(&example.app, &path, Some("certification-key"), &large).await;
+        assert_eq!(answer.body["results"].as_array().unwrap().len(), 1000, "{kind}");
+    }
+}
