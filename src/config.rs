@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::authzen::settings::{AuthzenSettings, RawAuthzen};
 use crate::filter::mapping::{RawResource, ResourceMapping};
 
 const DEFAULTS: &str = include_str!("../config/defaults.toml");
@@ -84,6 +85,7 @@ struct Written {
     pools: BTreeMap<String, PoolConfig>,
     #[serde(default)]
     resources: BTreeMap<String, RawResource>,
+    authzen: RawAuthzen,
 }
 
 /// Validated configuration.
@@ -109,6 +111,8 @@ pub struct Settings {
     pub pools: Vec<PoolSettings>,
     /// `[resources.<Type>]`: resource attributes from SQL, for forward-auth and list filtering.
     pub resources: BTreeMap<String, ResourceSettings>,
+    /// `[authzen]`: the AuthZEN endpoints' subject mode, API keys and type mapping.
+    pub authzen: AuthzenSettings,
 }
 
 /// `[server]`.
@@ -449,9 +453,10 @@ impl Written {
                 Err(problem) => problems.push(problem),
             }
         }
-        if !problems.is_empty() {
+        let authzen = self.authzen.check(&pools).map_err(|authzen_problems| problems.extend(authzen_problems));
+        let (true, Ok(authzen)) = (problems.is_empty(), authzen) else {
             return Err(problems);
-        }
+        };
         Ok(Settings {
             server: self.server,
             database: self.database,
@@ -463,6 +468,7 @@ impl Written {
             dev: self.dev,
             pools,
             resources,
+            authzen,
         })
     }
 }

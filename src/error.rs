@@ -13,9 +13,11 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::authzen::{AuthzenError, KeyError};
 use crate::decision::error::DecisionError;
 use crate::filter::FilterError;
 use crate::forward::ForwardError;
+use crate::forward::resources::ResourceError;
 use crate::limits::{MAX_HEADER_BYTES, MAX_HEADERS};
 use crate::principal::error::PrincipalError;
 use crate::token::error::TokenError;
@@ -50,6 +52,22 @@ pub enum ApiError {
     /// The answer took longer than `server.request_timeout` (`503`).
     #[error("the request took too long")]
     Timeout,
+    /// An AuthZEN request failed in its own translation (see `From<AuthzenError>`).
+    #[error(transparent)]
+    Authzen(AuthzenError),
+}
+
+/// An AuthZEN failure that is a stage's is answered as that stage's failure anywhere else.
+impl From<AuthzenError> for ApiError {
+    fn from(err: AuthzenError) -> Self {
+        match err {
+            AuthzenError::Token(err) => ApiError::Token(err),
+            AuthzenError::Principal(err) => ApiError::Principal(err),
+            AuthzenError::Decision(err) => ApiError::Decision(err),
+            AuthzenError::Filter(err) => ApiError::Filter(err),
+            other => ApiError::Authzen(other),
+        }
+    }
 }
 
 /// The JSON body of every error response.
@@ -83,6 +101,7 @@ impl ApiError {
             ApiError::BodyTooLarge(_) => "payload_too_large",
             ApiError::Timeout => "timeout",
             ApiError::HeadersTooLarge => "headers_too_large",
+            ApiError::Authzen(err) => authzen_code(err),
         }
     }
 
@@ -125,6 +144,7 @@ impl ResponseError for ApiError {
             ApiError::Filter(err) => filter_status(err),
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::Authzen(err) => authzen_status(err),
         }
     }
 
@@ -137,16 +157,59 @@ impl ResponseError for ApiError {
         }
         let mut response = HttpResponse::build(status);
         if status == StatusCode::UNAUTHORIZED {
-            response
-                .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#)));
+            let challenge = match self {
+                // The AuthZEN caller's API key, a credential of its own realm.
+                ApiError::Authzen(AuthzenError::Key(KeyError::Missing)) => r#"Bearer realm="poolgate-authzen""#,
+                ApiError::Authzen(AuthzenError::Key(_)) => r#"Bearer realm="poolgate-authzen", error="invalid_token""#,
+                _ => r#"Bearer error="invalid_token""#,
+            };
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge)));
         }
-        if status == StatusCode::FORBIDDEN {
+        if status == StatusCode::FORBIDDEN && matches!(self, ApiError::Forward(_)) {
             // Forward-auth's refusals before a decision read like a deny with no policy.
             return response.json(serde_json::json!({
                 "decision": "deny", "determining_policies": [], "errors": [chain(self)],
             }));
         }
         response.json(ErrorBody { error: self.code(), message: self.message() })
+    }
+}
+
+/// The stable code of each AuthZEN failure of its own.
+fn authzen_code(err: &AuthzenError) -> &'static str {
+    match err {
+        AuthzenError::Key(KeyError::Missing) => "missing_api_key",
+        AuthzenError::Key(_) => "invalid_api_key",
+        AuthzenError::SubjectMismatch => "subject_mismatch",
+        AuthzenError::TrustedCallerRequired => "trusted_caller_required",
+        AuthzenError::Resource(ResourceError::NotFound { .. }) => "no_such_resource",
+        AuthzenError::Resource(ResourceError::DatabaseUnavailable(_)) => "database_unavailable",
+        // Never here: `From<AuthzenError>` makes them `ApiError::Token`, `Principal`, `Decision`
+        // and `Filter`.
+        AuthzenError::Token(_) | AuthzenError::Principal(_) | AuthzenError::Decision(_) | AuthzenError::Filter(_) => {
+            "internal_error"
+        }
+        AuthzenError::Invalid(_) | AuthzenError::UnknownSubjectType(_) | AuthzenError::UnknownResourceType(_) => {
+            "invalid_request"
+        }
+    }
+}
+
+/// The status of each AuthZEN failure of its own.
+fn authzen_status(err: &AuthzenError) -> StatusCode {
+    match err {
+        AuthzenError::Key(_) => StatusCode::UNAUTHORIZED,
+        AuthzenError::SubjectMismatch | AuthzenError::TrustedCallerRequired => StatusCode::FORBIDDEN,
+        AuthzenError::Resource(ResourceError::NotFound { .. }) => StatusCode::NOT_FOUND,
+        AuthzenError::Resource(ResourceError::DatabaseUnavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        // Never here: `From<AuthzenError>` makes them `ApiError::Token`, `Principal`, `Decision`
+        // and `Filter`.
+        AuthzenError::Token(_) | AuthzenError::Principal(_) | AuthzenError::Decision(_) | AuthzenError::Filter(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        AuthzenError::Invalid(_) | AuthzenError::UnknownSubjectType(_) | AuthzenError::UnknownResourceType(_) => {
+            StatusCode::BAD_REQUEST
+        }
     }
 }
 

@@ -13,12 +13,16 @@
 //! Reverse proxies ask `/v1/forward-auth` instead; [`forward`] turns the original method and
 //! path into the action and resource, by the route table in `policies/routes.toml`.
 //!
+//! [`authzen`] translates the OpenID AuthZEN 1.0 Authorization API (evaluations and searches)
+//! into the same questions, for enforcement points that speak it.
+//!
 //! [`filter`] answers the list question ("which resources may I touch?") from the same
 //! policies, as a condition tree and SQL.
 //!
 //! [`http`] exposes the stages, [`error`] maps their failures to HTTP, [`startup`] wires it all
 //! from [`config`]; [`db`] owns the connection and migrations, [`dev`] the local dev keys.
 
+pub mod authzen;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -9,3 +9,7 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// Most items one batch may hold (`/v1/check/batch` items, `/v1/permissions` resources).
 pub const MAX_BATCH_ITEMS: usize = 100;
+
+/// Most results one AuthZEN search page holds, and most registered subjects one subject search
+/// judges (`page.limit` defaults to it, and a larger one is lowered to it).
+pub const MAX_SEARCH_RESULTS: usize = 1000;

@@ -82,6 +82,7 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
             .filter_map(|(type_name, resource)| Some((type_name.clone(), resource.mapping.clone()?)))
             .collect(),
     );
+    let authzen = Arc::new(crate::authzen::Authzen::new(&settings));
     let principals = Arc::new(PrincipalStore::new(db, &settings, Arc::clone(&metrics)));
     let decision_log = Arc::new(
         DecisionLog::start(
@@ -102,6 +103,7 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
         metrics,
         max_body_bytes: settings.server.max_body_bytes,
         request_timeout: settings.server.request_timeout,
+        authzen,
     });
     let mut background: Vec<_> = settings
         .pools

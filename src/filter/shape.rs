@@ -1,5 +1,6 @@
 //! What the filter needs to know of the schema's resource types: each attribute's type and
-//! whether it is required, and each type's possible parents (`memberOfTypes`).
+//! whether it is required, and each type's possible parents (`memberOfTypes`); and, for
+//! AuthZEN, each action's context attributes.
 //!
 //! Cedar 4.14's `Schema` does not expose attribute types, so they are read from the schema's
 //! text through Cedar's own converter to JSON with resolved types
@@ -49,6 +50,8 @@ pub struct TypeShape {
 #[derive(Debug, Clone, Default)]
 pub struct Shapes {
     types: HashMap<String, TypeShape>,
+    /// Each action's context attributes, by (namespace, action name).
+    contexts: HashMap<(String, String), BTreeMap<String, AttrShape>>,
     /// Why the schema could not be read, when it could not.
     problem: Option<String>,
 }
@@ -58,7 +61,7 @@ impl Shapes {
     pub fn from_cedarschema(text: &str) -> Self {
         match cedar_policy::schema_str_to_json_with_resolved_types(text) {
             Ok((json, _warnings)) => Self::from_json(&json),
-            Err(err) => Self { types: HashMap::new(), problem: Some(err.to_string()) },
+            Err(err) => Self { problem: Some(err.to_string()), ..Self::default() },
         }
     }
 
@@ -66,7 +69,7 @@ impl Shapes {
     pub fn from_json(json: &Value) -> Self {
         let mut types = HashMap::new();
         let Some(namespaces) = json.as_object() else {
-            return Self { types, problem: Some("the schema is not a JSON object".into()) };
+            return Self { problem: Some("the schema is not a JSON object".into()), ..Self::default() };
         };
         // Common types are referenced by qualified name: `{"type": "M::Tags"}`.
         let mut common = HashMap::new();
@@ -105,7 +108,33 @@ impl Shapes {
                 types.insert(qualify(name), shape);
             }
         }
-        Self { types, problem: None }
+        let mut contexts = HashMap::new();
+        for (namespace, body) in namespaces {
+            let Some(actions) = body.get("actions").and_then(Value::as_object) else { continue };
+            for (name, action) in actions {
+                let context = action.get("appliesTo").and_then(|applies| applies.get("context"));
+                let attributes = context
+                    .and_then(|context| record_attributes(context, &common, 0))
+                    .map(|attributes| {
+                        attributes
+                            .iter()
+                            .map(|(attribute, ty)| {
+                                let required = ty.get("required").and_then(Value::as_bool).unwrap_or(true);
+                                (attribute.clone(), AttrShape { ty: attr_type(ty, &common, 0), required })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                contexts.insert((namespace.clone(), name.clone()), attributes);
+            }
+        }
+        Self { types, contexts, problem: None }
+    }
+
+    /// The context attributes of `action` in `namespace`: empty when the action declares no
+    /// context, `None` when the action is unknown or the schema could not be read.
+    pub fn context(&self, namespace: &str, action: &str) -> Option<&BTreeMap<String, AttrShape>> {
+        self.contexts.get(&(namespace.to_owned(), action.to_owned()))
     }
 
     /// The shape of `type_name` (fully qualified).
@@ -117,6 +146,25 @@ impl Shapes {
     pub fn problem(&self) -> Option<&str> {
         self.problem.as_deref()
     }
+}
+
+/// The attributes of a record type, following common-type references.
+fn record_attributes<'a>(
+    ty: &'a Value,
+    common: &'a HashMap<String, Value>,
+    depth: usize,
+) -> Option<&'a serde_json::Map<String, Value>> {
+    let kind = ty.get("type").and_then(Value::as_str);
+    let name = match (kind, ty.get("name").and_then(Value::as_str)) {
+        (Some("Record"), _) => return ty.get("attributes").and_then(Value::as_object),
+        (Some("EntityOrCommon"), Some(name)) => name,
+        (Some(name), _) => name,
+        (None, _) => return None,
+    };
+    if depth >= 16 {
+        return None;
+    }
+    record_attributes(common.get(name)?, common, depth + 1)
 }
 
 fn attr_type(ty: &Value, common: &HashMap<String, Value>, depth: usize) -> AttrType {
@@ -168,5 +216,22 @@ mod tests {
         assert_eq!(attr("nested").ty, AttrType::Other);
         assert_eq!(stock.member_of, ["M::Org"]);
         assert!(shapes.get("M::Org").unwrap().member_of.is_empty());
+    }
+
+    #[test]
+    fn each_actions_context_attributes_come_from_the_schema_text_through_common_types() {
+        let shapes = Shapes::from_cedarschema(
+            "namespace M { type Ctx = { ip?: String, soft: Bool };
+               entity U;
+               action read appliesTo { principal: U, resource: U, context: { time?: String, n: Long } };
+               action delete appliesTo { principal: U, resource: U, context: Ctx };
+               action bare appliesTo { principal: U, resource: U }; }",
+        );
+        let names = |action: &str| shapes.context("M", action).map(|attrs| attrs.keys().cloned().collect::<Vec<_>>());
+        assert_eq!(names("read"), Some(vec!["n".to_owned(), "time".to_owned()]));
+        assert_eq!(names("delete"), Some(vec!["ip".to_owned(), "soft".to_owned()]));
+        assert_eq!(shapes.context("M", "delete").unwrap()["soft"], AttrShape { ty: AttrType::Bool, required: true });
+        assert_eq!(names("bare"), Some(Vec::new()));
+        assert_eq!(names("fly"), None);
     }
 }

@@ -4,6 +4,7 @@
 //! INVARIANT: only `http/`, `error.rs` and `startup.rs` know about actix-web; the stages they
 //! call (`token`, `principal`, `decision`, `forward`, `filter`) are plain async Rust.
 
+pub mod authzen;
 pub mod check;
 pub mod filter;
 pub mod forward_auth;
@@ -30,5 +31,11 @@ pub fn routes(config: &mut ServiceConfig) {
         .service(forward_auth::forward_auth_prefixed)
         .service(health::healthz)
         .service(health::readyz)
-        .service(metrics::metrics);
+        .service(metrics::metrics)
+        .service(authzen::configuration)
+        .service(authzen::evaluation)
+        .service(authzen::evaluations)
+        .service(authzen::search_subject)
+        .service(authzen::search_resource)
+        .service(authzen::search_action);
 }

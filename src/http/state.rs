@@ -35,4 +35,6 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Longest a request may take before it is answered `503 timeout`.
     pub request_timeout: Duration,
+    /// The AuthZEN endpoints' configuration and resource search.
+    pub authzen: Arc<crate::authzen::Authzen>,
 }

@@ -2,8 +2,10 @@
 //!
 //! [`resolve`] reads what the admin tables say about a verified token's subject ([`store`]):
 //! a disabled principal, a global sign-out (`tokens_valid_after`) or a revoked token id stops
-//! the request here. Otherwise the claims and the flags become a [`Principal`]. A principal can
-//! only be built from a [`VerifiedToken`], so an unverified claim never reaches a policy.
+//! the request here. Otherwise the claims, the flags and the groups granted in SQL become a
+//! [`Principal`]. A principal is built from a [`VerifiedToken`], so an unverified claim never
+//! reaches a policy; the one other way is [`resolve_named`], for a subject an authenticated
+//! AuthZEN trusted caller names by id, whose groups, flags and attributes all come from SQL.
 
 pub mod coherence;
 pub mod error;
@@ -11,7 +13,7 @@ pub mod store;
 
 use std::sync::Arc;
 
-use crate::config::TokenUse;
+use crate::config::{PoolSettings, RESERVED_ATTRIBUTES, TokenUse};
 use crate::principal::error::PrincipalError;
 use crate::principal::store::{PrincipalRecord, PrincipalStore};
 use crate::token::VerifiedToken;
@@ -27,13 +29,14 @@ pub struct Principal {
     pub sub: String,
     /// The kind of token presented as bearer.
     pub token_use: TokenUse,
-    /// Groups from the token; they become the entity's parents.
+    /// Groups from the token and from `principal_groups`: their union, the token's first in its
+    /// order; they become the entity's parents.
     pub groups: Vec<String>,
     /// The `email` claim, when present.
     pub email: Option<String>,
     /// OAuth scopes of an access token.
     pub scopes: Vec<String>,
-    /// Mapped claim attributes.
+    /// Mapped claim attributes (or, for a named subject, `principal_attributes`).
     pub attributes: Vec<(String, String)>,
     /// Permission flags from the database.
     pub flags: Arc<[String]>,
@@ -68,15 +71,55 @@ fn admit(token: &VerifiedToken, record: &PrincipalRecord) -> Result<(), Principa
     Ok(())
 }
 
+/// A subject named by id by an AuthZEN trusted caller (an API key holder): only a subject
+/// registered in `pool` (a `principals` row, not disabled) is judged, so the caller can learn
+/// nothing about ids the operator never registered. Its groups, flags and attributes come from
+/// SQL alone; `email` among the attributes becomes the `email` attribute, and `token_use` reads
+/// `id` (the subject's identity, as the directory knows it); scopes are empty.
+pub async fn resolve_named(
+    store: &PrincipalStore,
+    pool: &PoolSettings,
+    subject: &str,
+) -> Result<Principal, PrincipalError> {
+    let record = store.record(&pool.name, subject).await?;
+    named(pool, subject, &record)
+}
+
+/// The principal of a registered subject's record; see [`resolve_named`].
+pub fn named(pool: &PoolSettings, subject: &str, record: &PrincipalRecord) -> Result<Principal, PrincipalError> {
+    if !record.registered {
+        return Err(PrincipalError::NotRegistered);
+    }
+    if record.disabled {
+        return Err(PrincipalError::Disabled);
+    }
+    let email = record.attributes.iter().find(|(name, _)| name == "email").map(|(_, value)| value.clone());
+    let attributes =
+        record.attributes.iter().filter(|(name, _)| !RESERVED_ATTRIBUTES.contains(&name.as_str())).cloned().collect();
+    Ok(Principal {
+        pool: pool.name.clone(),
+        namespace: pool.namespace.clone(),
+        sub: subject.to_owned(),
+        token_use: TokenUse::Id,
+        groups: record.groups.to_vec(),
+        email,
+        scopes: Vec::new(),
+        attributes,
+        flags: Arc::clone(&record.flags),
+    })
+}
+
 fn build(token: &VerifiedToken, record: &PrincipalRecord) -> Principal {
     let settings = token.pool.settings();
     let claims = &token.claims;
+    let mut groups = claims.groups.clone();
+    groups.extend(record.groups.iter().filter(|group| !claims.groups.contains(group)).cloned());
     Principal {
         pool: settings.name.clone(),
         namespace: settings.namespace.clone(),
         sub: claims.sub.clone(),
         token_use: claims.token_use,
-        groups: claims.groups.clone(),
+        groups,
         email: claims.email.clone(),
         scopes: claims.scopes.clone(),
         attributes: claims.attributes.clone(),

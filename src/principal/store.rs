@@ -1,7 +1,8 @@
 //! Stage 2a: what the admin tables say about a principal and its tokens, read through bounded
 //! moka caches.
 //!
-//! Two caches: principal records (`principals` row + `principal_flags`) by (pool, subject), and
+//! Two caches: principal records (`principals` row + `principal_flags`, `principal_groups` and
+//! `principal_attributes`) by (pool, subject), and
 //! the whole set of unexpired revocations (`revoked_tokens`), held as one entry. Revoked tokens
 //! are few, while every new token has fresh ids: looking each id up would cost every new token
 //! a query, the set costs one query per change. Concurrent misses for one key share a single
@@ -14,7 +15,7 @@
 //! [`PrincipalError::DatabaseUnavailable`]: without the record the request is refused, never
 //! judged.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,9 +40,16 @@ pub struct PrincipalRecord {
     pub tokens_valid_after: Option<i64>,
     /// Granted flags, sorted.
     pub flags: Arc<[String]>,
+    /// Groups granted in `principal_groups`, sorted.
+    pub groups: Arc<[String]>,
+    /// `principal_attributes` (name, value), sorted by name.
+    pub attributes: Arc<[(String, String)]>,
 }
 
 type Key = (String, String);
+
+/// One subject's flags, groups and attributes, as read.
+type Grants = (Vec<String>, Vec<String>, Vec<(String, String)>);
 
 /// Unexpired revocations: pool → token id → `expires_at` (epoch seconds).
 type RevokedSet = HashMap<String, HashMap<String, i64>>;
@@ -124,18 +132,92 @@ impl PrincipalStore {
         .bind(subject)
         .fetch_optional(&self.db)
         .await?;
-        let flags: Vec<(String,)> =
-            sqlx::query_as("SELECT flag FROM principal_flags WHERE pool = $1 AND subject = $2 ORDER BY flag")
-                .bind(pool)
-                .bind(subject)
-                .fetch_all(&self.db)
-                .await?;
+        let grants = self.query_grants("subject = $2", pool, subject, None).await?;
+        let (flags, groups, attributes) = grants.into_iter().next().map(|(_, grants)| grants).unwrap_or_default();
         Ok(Arc::new(PrincipalRecord {
             registered: row.is_some(),
             disabled: row.is_some_and(|(disabled, _)| disabled != 0),
             tokens_valid_after: row.and_then(|(_, after)| after),
-            flags: flags.into_iter().map(|(flag,)| flag).collect(),
+            flags: flags.into(),
+            groups: groups.into(),
+            attributes: attributes.into(),
         }))
+    }
+
+    /// Flags, groups and attributes of the subjects `which` selects (`$1` = the pool, `$2` and
+    /// `$3` = `subject` and `limit`), in one query; by subject.
+    async fn query_grants(
+        &self,
+        which: &str,
+        pool: &str,
+        subject: &str,
+        limit: Option<i64>,
+    ) -> Result<BTreeMap<String, Grants>, sqlx::Error> {
+        let sql = format!(
+            "SELECT subject, 'f', flag, '' FROM principal_flags WHERE pool = $1 AND {which} \
+             UNION ALL SELECT subject, 'g', group_name, '' FROM principal_groups WHERE pool = $1 AND {which} \
+             UNION ALL SELECT subject, 'a', name, value FROM principal_attributes WHERE pool = $1 AND {which} \
+             ORDER BY 1, 2, 3"
+        );
+        let mut query = sqlx::query_as::<_, (String, String, String, String)>(&sql).bind(pool).bind(subject);
+        if let Some(limit) = limit {
+            query = query.bind(limit);
+        }
+        let mut grants: BTreeMap<String, Grants> = BTreeMap::new();
+        for (subject, kind, name, value) in query.fetch_all(&self.db).await? {
+            let (flags, groups, attributes) = grants.entry(subject).or_default();
+            match kind.as_str() {
+                "f" => flags.push(name),
+                "g" => groups.push(name),
+                _ => attributes.push((name, value)),
+            }
+        }
+        Ok(grants)
+    }
+
+    /// Up to `limit` principals registered in `pool` (a `principals` row) whose subject sorts
+    /// after `after`, in subject order, with their records. Read straight from the database,
+    /// for AuthZEN's subject search: a search is rare, and scanning must not evict the cache.
+    pub async fn registered_after(
+        &self,
+        pool: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, PrincipalRecord)>, PrincipalError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let read = async {
+            let rows: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT subject, CAST(CASE WHEN disabled = FALSE THEN 0 ELSE 1 END AS BIGINT) FROM principals \
+                 WHERE pool = $1 AND subject > $2 ORDER BY subject LIMIT $3",
+            )
+            .bind(pool)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.db)
+            .await?;
+            let page = "subject IN (SELECT subject FROM principals WHERE pool = $1 AND subject > $2 \
+                        ORDER BY subject LIMIT $3)";
+            let mut grants = self.query_grants(page, pool, after, Some(limit)).await?;
+            Ok(rows
+                .into_iter()
+                .map(|(subject, disabled)| {
+                    let (flags, groups, attributes) = grants.remove(&subject).unwrap_or_default();
+                    let record = PrincipalRecord {
+                        registered: true,
+                        disabled: disabled != 0,
+                        tokens_valid_after: None,
+                        flags: flags.into(),
+                        groups: groups.into(),
+                        attributes: attributes.into(),
+                    };
+                    (subject, record)
+                })
+                .collect())
+        };
+        db::bounded(self.query_timeout, read).await.map_err(|err| {
+            self.metrics.database_errors.inc();
+            PrincipalError::DatabaseUnavailable(Arc::new(err))
+        })
     }
 
     async fn query_revocations(&self) -> Result<Arc<RevokedSet>, sqlx::Error> {

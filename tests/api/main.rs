@@ -18,6 +18,9 @@ mod helpers;
 mod proxy;
 
 mod attack;
+mod authzen;
+mod authzen_certification;
+mod authzen_interop;
 mod decision;
 mod decision_log;
 mod docs;

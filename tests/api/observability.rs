@@ -56,6 +56,12 @@ async fn the_openapi_document_lists_exactly_the_served_routes() {
     assert_eq!(
         listed,
         [
+            "/.well-known/authzen-configuration",
+            "/access/v1/evaluation",
+            "/access/v1/evaluations",
+            "/access/v1/search/action",
+            "/access/v1/search/resource",
+            "/access/v1/search/subject",
             "/healthz",
             "/metrics",
             "/readyz",
