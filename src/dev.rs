@@ -18,7 +18,8 @@ use rsa::traits::PublicKeyParts;
 use rsa::{RsaPrivateKey, pkcs1::LineEnding};
 use serde_json::{Map, Value, json};
 
-use crate::config::{ClientPolicy, PoolSettings, Settings, TokenUse};
+use crate::config::Settings;
+use crate::config::pool::{ClientPolicy, PoolSettings, TokenUse};
 
 /// An RSA signing key with its `kid`.
 pub struct SigningKey {

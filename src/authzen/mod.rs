@@ -40,7 +40,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::config::{PoolSettings, RESERVED_ATTRIBUTES, Settings};
+use crate::config::Settings;
+use crate::config::pool::{PoolSettings, RESERVED_ATTRIBUTES};
 use crate::decision::error::DecisionError;
 use crate::decision::request::{AccessRequest, ResourceRef};
 use crate::decision::{Decider, Decision};

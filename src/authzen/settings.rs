@@ -20,7 +20,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::config::{PoolSettings, RESERVED_ATTRIBUTES, is_identifier};
+use crate::config::names::is_identifier;
+use crate::config::pool::{PoolSettings, RESERVED_ATTRIBUTES};
 
 /// How an AuthZEN request names its subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::{Subcommand, ValueEnum};
 
 use crate::cli::parse_claim;
-use crate::config::{Settings, TokenUse};
+use crate::config::Settings;
+use crate::config::pool::TokenUse;
 use crate::dev;
 
 /// Development helpers.

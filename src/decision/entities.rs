@@ -14,7 +14,7 @@ use cedar_policy::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::config::is_identifier;
+use crate::config::names::is_identifier;
 use crate::decision::error::DecisionError;
 use crate::decision::request::AccessRequest;
 use crate::principal::Principal;

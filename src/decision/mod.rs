@@ -23,7 +23,8 @@ use cedar_policy::{
 };
 use serde_json::{Map, Value};
 
-use crate::config::{PoolSettings, Settings, TokenUse};
+use crate::config::Settings;
+use crate::config::pool::{PoolSettings, TokenUse};
 use crate::decision::entities::PrincipalTypes;
 use crate::decision::error::DecisionError;
 use crate::decision::policies::{PolicyBundle, PolicyLoadError};

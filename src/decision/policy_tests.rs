@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config::{PoolSettings, TokenUse};
+use crate::config::pool::{PoolSettings, TokenUse};
 use crate::decision::Decider;
 use crate::decision::request::{AccessRequest, ResourceRef};
 use crate::principal::Principal;

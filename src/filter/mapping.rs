@@ -170,7 +170,7 @@ impl RawResource {
                 }
                 let mut attributes = BTreeMap::new();
                 for (name, raw) in self.attributes {
-                    if !crate::config::is_identifier(&name) {
+                    if !crate::config::names::is_identifier(&name) {
                         return Err(format!("{}: `{name}` is not a Cedar identifier", key("attributes")));
                     }
                     if name.starts_with("__poolgate") {
@@ -184,7 +184,7 @@ impl RawResource {
                 }
                 let parent = match self.parent {
                     Some(raw) => {
-                        if !crate::config::is_identifier(&raw.type_name) {
+                        if !crate::config::names::is_identifier(&raw.type_name) {
                             return Err(format!(
                                 "{}: `{}` is not a Cedar identifier",
                                 key("parent.type"),
@@ -221,7 +221,7 @@ fn mapped(
 
 /// Whether `name` is a plain SQL identifier (`[A-Za-z_][A-Za-z0-9_]*`), safe to quote.
 pub fn is_sql_identifier(name: &str) -> bool {
-    crate::config::is_identifier(name) && name.len() <= 63
+    crate::config::names::is_identifier(name) && name.len() <= 63
 }
 
 /// `"name"`; `name` is a checked identifier, so it holds no quote.

@@ -16,7 +16,7 @@ use crate::filter::FilterError;
 use crate::filter::condition::Condition;
 use crate::filter::mapping::ResourceMapping;
 use crate::filter::shape::AttrType;
-use crate::filter::translate::{Refusal, Target, Tri};
+use crate::filter::translate::{Refusal, Target, combine};
 use crate::principal::Principal;
 
 /// The question: which resources of `resource_type` may the principal do `action` on?
@@ -167,23 +167,6 @@ pub fn plan_for_entity(
     Ok(Planned { plan, policies: involved })
 }
 
-/// poolgate's rule over the residuals (`true` for a permit): some permit true, no forbid true,
-/// no policy erroring. `permitted` says whether a permit is already true for every row.
-pub(crate) fn combine(permitted: bool, residuals: impl IntoIterator<Item = (bool, Tri)>) -> Condition {
-    let mut permits = if permitted { vec![Condition::True] } else { Vec::new() };
-    let mut conditions = Vec::new();
-    for (permit, Tri { t, f, e }) in residuals {
-        if permit {
-            permits.push(t);
-            conditions.push(e.negate());
-        } else {
-            // Allowed by a forbid only when it is false: not true, and not erroring.
-            conditions.push(f);
-        }
-    }
-    Condition::and([Condition::or(permits), Condition::and(conditions)])
-}
-
 /// Without a mapping, nothing says a required attribute cannot be absent from the caller's
 /// store: `has` for each, so that a resource the check would refuse as invalid is left out.
 fn required_present(shape: &crate::filter::shape::TypeShape) -> Condition {
@@ -252,7 +235,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::config::TokenUse;
+    use crate::config::pool::TokenUse;
     use crate::decision::PolicySources;
     use crate::filter::mapping::{MappedColumn, SqlSource};
 

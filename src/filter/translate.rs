@@ -544,6 +544,23 @@ fn describe(expr: &pst::Expr) -> String {
     }
 }
 
+/// poolgate's rule over the residuals (`true` for a permit): some permit true, no forbid true,
+/// no policy erroring. `permitted` says whether a permit is already true for every row.
+pub(crate) fn combine(permitted: bool, residuals: impl IntoIterator<Item = (bool, Tri)>) -> Condition {
+    let mut permits = if permitted { vec![Condition::True] } else { Vec::new() };
+    let mut conditions = Vec::new();
+    for (permit, Tri { t, f, e }) in residuals {
+        if permit {
+            permits.push(t);
+            conditions.push(e.negate());
+        } else {
+            // Allowed by a forbid only when it is false: not true, and not erroring.
+            conditions.push(f);
+        }
+    }
+    Condition::and([Condition::or(permits), Condition::and(conditions)])
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, HashMap};
@@ -556,7 +573,6 @@ mod tests {
     use super::*;
     use crate::filter::condition::testing::{Row, Value, eval};
     use crate::filter::mapping::{MappedColumn, SqlSource};
-    use crate::filter::plan::combine;
     use crate::filter::shape::AttrShape;
 
     fn shape() -> TypeShape {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use cedar_policy::{EntityTypeName, Schema};
 use serde::Deserialize;
 
-use crate::config::is_identifier;
+use crate::config::names::is_identifier;
 
 /// The route file's name inside the policies folder.
 pub const ROUTES_FILE: &str = "routes.toml";

@@ -13,7 +13,7 @@ pub mod store;
 
 use std::sync::Arc;
 
-use crate::config::{PoolSettings, RESERVED_ATTRIBUTES, TokenUse};
+use crate::config::pool::{PoolSettings, RESERVED_ATTRIBUTES, TokenUse};
 use crate::principal::error::PrincipalError;
 use crate::principal::store::{PrincipalRecord, PrincipalStore};
 use crate::token::VerifiedToken;

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use crate::config::{ClientPolicy, TokenUse};
+use crate::config::pool::{ClientPolicy, TokenUse};
 use crate::token::error::TokenError;
 use crate::token::pool::Pool;
 

@@ -25,7 +25,8 @@ use moka::ops::compute::Op;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{JwksSettings, JwksSource, PoolSettings};
+use crate::config::JwksSettings;
+use crate::config::pool::{JwksSource, PoolSettings};
 use crate::metrics::Metrics;
 use crate::token::error::TokenError;
 

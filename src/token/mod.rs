@@ -26,7 +26,8 @@ use jsonwebtoken::DecodingKey;
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
 
-use crate::config::{Settings, TokenUse};
+use crate::config::Settings;
+use crate::config::pool::TokenUse;
 use crate::metrics::Metrics;
 use crate::token::claims::VerifiedClaims;
 use crate::token::error::TokenError;

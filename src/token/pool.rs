@@ -2,7 +2,7 @@
 
 use jsonwebtoken::{Algorithm, Validation};
 
-use crate::config::PoolSettings;
+use crate::config::pool::PoolSettings;
 
 /// A trusted identity pool and the `jsonwebtoken` validation that goes with it.
 #[derive(Debug)]

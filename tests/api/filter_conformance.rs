@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use poolgate::config::TokenUse;
+use poolgate::config::pool::TokenUse;
 use poolgate::decision::request::{AccessRequest, ResourceRef};
 use poolgate::decision::{Decider, PolicySources};
 use poolgate::filter::mapping::RawResource;

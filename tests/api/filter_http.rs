@@ -691,7 +691,7 @@ async fn search_all_follows_the_cursors_up_to_its_bound() {
         pool: "admin".into(),
         namespace: "Admin".into(),
         sub: "ada".into(),
-        token_use: poolgate::config::TokenUse::Id,
+        token_use: poolgate::config::pool::TokenUse::Id,
         groups: vec!["admins".into()],
         email: None,
         scopes: Vec::new(),

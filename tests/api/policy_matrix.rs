@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use poolgate::config::TokenUse;
+use poolgate::config::pool::TokenUse;
 use poolgate::decision::policy_tests::{self, Expected};
 use poolgate::decision::{Decider, PolicySources};
 use serde_json::{Value, json};
