@@ -11,7 +11,6 @@
 use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, route, web};
-use serde_json::json;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::forward::routes::Target;
@@ -93,17 +92,14 @@ async fn decide(request: &HttpRequest, state: &AppState, started: Instant) -> Re
     let ask =
         forward::question(action, resource_type, resource_id, &principal, &folder.decider, &state.resources).await?;
     let decision = forward::decide(&folder.decider, &principal, &ask)?;
+    let identity = if decision.allow { forward::identity_headers(&principal)? } else { Vec::new() };
     let version = folder.decider.version();
     state.decision_log.decided(&request_id_of(request), &principal, &ask, &decision, version, started);
     if !decision.allow {
-        return Ok(HttpResponse::Forbidden().json(json!({
-            "decision": "deny",
-            "determining_policies": decision.determining_policies,
-            "errors": decision.errors,
-        })));
+        return Ok(HttpResponse::Forbidden().json(forward::deny_body(&decision.determining_policies, &decision.errors)));
     }
     let mut response = HttpResponse::Ok();
-    for header in forward::identity_headers(&principal) {
+    for header in identity {
         response.insert_header(header);
     }
     Ok(response.finish())
