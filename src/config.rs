@@ -117,6 +117,9 @@ pub struct Settings {
 pub struct ServerSettings {
     /// Listening address of the HTTP server.
     pub bind: SocketAddr,
+    /// Listening address of the gRPC server (Envoy's ext_authz, gRPC health); `""`: none.
+    #[serde(default, deserialize_with = "optional_address")]
+    pub grpc_bind: Option<SocketAddr>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Longest a request may take; also the limit for receiving a request's headers.
@@ -591,6 +594,17 @@ pub fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `""` (none) or an IP socket address.
+fn optional_address<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    match text.trim() {
+        "" => Ok(None),
+        address => address.parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("`{address}` is not an IP socket address such as 127.0.0.1:8181"))
+        }),
+    }
 }
 
 /// Hides the password of a database URL in messages.

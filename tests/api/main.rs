@@ -23,6 +23,7 @@ mod decision_log;
 mod filter_conformance;
 mod forward_auth;
 mod gateways;
+mod grpc;
 mod lifecycle;
 mod observability;
 mod policy_matrix;
