@@ -23,7 +23,7 @@ use crate::decision::reload::{self, Policies};
 use crate::decision_log::DecisionLog;
 use crate::forward::resources::ResourceStore;
 use crate::grpc::GrpcServer;
-use crate::http::openapi::{self, ApiDoc, Document};
+use crate::http::openapi::{self, ApiDoc};
 use crate::http::pipeline::{limit_headers, request_id};
 use crate::http::state::AppState;
 use crate::metrics::Metrics;
@@ -145,7 +145,7 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
             .app_data(state.clone())
             .configure(http::routes)
             .split_for_parts();
-        let document = Document(api.to_json().unwrap_or_default());
+        let document = openapi::render(api);
         app.wrap(from_fn(limit_headers))
             .wrap(from_fn(request_id))
             .app_data(web::Data::new(document))

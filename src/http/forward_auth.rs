@@ -36,6 +36,7 @@ pub const PATH: &str = "/v1/forward-auth";
         (status = 400, description = "Half a pair of forwarded headers, or both pairs", body = ErrorBody),
         (status = 401, description = "Missing or rejected token", body = ErrorBody),
         (status = 403, description = "Deny, no route, or a non-canonical path"),
+        (status = 500, description = "Internal error", body = ErrorBody),
         (status = 503, description = "Keys or database unavailable, or timeout", body = ErrorBody),
     )
 )]
@@ -61,8 +62,10 @@ pub async fn forward_auth(request: HttpRequest, state: web::Data<AppState>) -> R
     params(("original" = String, Path, description = "The original path")),
     responses(
         (status = 200, description = "Allow; identity in X-Poolgate-Pool, X-Poolgate-Sub, X-Poolgate-Groups"),
+        (status = 400, description = "Half a pair of forwarded headers, or both pairs (a pair overrides the path)", body = ErrorBody),
         (status = 401, description = "Missing or rejected token", body = ErrorBody),
         (status = 403, description = "Deny, no route, or a non-canonical path"),
+        (status = 500, description = "Internal error", body = ErrorBody),
         (status = 503, description = "Keys or database unavailable, or timeout", body = ErrorBody),
     )
 )]
