@@ -5,6 +5,9 @@
 //! `WWW-Authenticate` header. Server faults are logged at error with the whole cause chain, and
 //! their bodies carry no internal detail; client faults are logged at debug, and their bodies
 //! explain the mistake (the chain, joined by `: `).
+//!
+//! [`ApiError::refusal`] is the answer without its carrier; the gRPC ext_authz adapter sends it
+//! as a denial, so both front ends answer an error alike.
 
 use std::fmt::Write as _;
 
@@ -16,8 +19,8 @@ use serde::Serialize;
 use crate::authzen::{AuthzenError, KeyError};
 use crate::decision::error::DecisionError;
 use crate::filter::FilterError;
-use crate::forward::ForwardError;
 use crate::forward::resources::ResourceError;
+use crate::forward::{self, ForwardError};
 use crate::limits::{MAX_HEADER_BYTES, MAX_HEADERS};
 use crate::principal::error::PrincipalError;
 use crate::token::error::TokenError;
@@ -70,6 +73,20 @@ impl From<AuthzenError> for ApiError {
     }
 }
 
+/// The challenge of every `401`.
+pub const CHALLENGE: &str = r#"Bearer error="invalid_token""#;
+
+/// What an error answers, whatever protocol carries it.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `WWW-Authenticate` value, on a `401`.
+    pub challenge: Option<&'static str>,
+    /// The JSON body.
+    pub body: serde_json::Value,
+}
+
 /// The JSON body of every error response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
@@ -92,7 +109,9 @@ impl ApiError {
             ApiError::Decision(err) | ApiError::Forward(ForwardError::Decision(err)) if err.is_caller_fault() => {
                 "invalid_request"
             }
-            ApiError::Decision(_) | ApiError::Forward(ForwardError::Decision(_)) => "internal_error",
+            ApiError::Decision(_) | ApiError::Forward(ForwardError::Decision(_) | ForwardError::IdentityHeader(_)) => {
+                "internal_error"
+            }
             ApiError::Forward(ForwardError::Headers(_)) | ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::Filter(err) => filter_code(err),
             ApiError::Forward(ForwardError::Route(_)) => "no_route",
@@ -138,7 +157,9 @@ impl ResponseError for ApiError {
             ApiError::Decision(err) | ApiError::Forward(ForwardError::Decision(err)) if err.is_caller_fault() => {
                 StatusCode::BAD_REQUEST
             }
-            ApiError::Decision(_) | ApiError::Forward(ForwardError::Decision(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Decision(_) | ApiError::Forward(ForwardError::Decision(_) | ForwardError::IdentityHeader(_)) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             ApiError::Forward(ForwardError::Headers(_)) | ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forward(_) => StatusCode::FORBIDDEN,
             ApiError::Filter(err) => filter_status(err),
@@ -149,29 +170,37 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        let refusal = self.refusal();
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(challenge) = refusal.challenge {
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge)));
+        }
+        response.json(refusal.body)
+    }
+}
+
+impl ApiError {
+    /// The status, challenge and body this error answers with; logs the error.
+    pub fn refusal(&self) -> Refusal {
         let status = self.status_code();
         if status.is_server_error() {
             tracing::error!(code = self.code(), error = chain(self), "request failed");
         } else {
             tracing::debug!(code = self.code(), error = chain(self), "request rejected");
         }
-        let mut response = HttpResponse::build(status);
-        if status == StatusCode::UNAUTHORIZED {
-            let challenge = match self {
-                // The AuthZEN caller's API key, a credential of its own realm.
-                ApiError::Authzen(AuthzenError::Key(KeyError::Missing)) => r#"Bearer realm="poolgate-authzen""#,
-                ApiError::Authzen(AuthzenError::Key(_)) => r#"Bearer realm="poolgate-authzen", error="invalid_token""#,
-                _ => r#"Bearer error="invalid_token""#,
-            };
-            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge)));
-        }
-        if status == StatusCode::FORBIDDEN && matches!(self, ApiError::Forward(_)) {
+        let challenge = (status == StatusCode::UNAUTHORIZED).then_some(match self {
+            // The AuthZEN caller's API key, a credential of its own realm.
+            ApiError::Authzen(AuthzenError::Key(KeyError::Missing)) => r#"Bearer realm="poolgate-authzen""#,
+            ApiError::Authzen(AuthzenError::Key(_)) => r#"Bearer realm="poolgate-authzen", error="invalid_token""#,
+            _ => CHALLENGE,
+        });
+        let body = if status == StatusCode::FORBIDDEN && matches!(self, ApiError::Forward(_)) {
             // Forward-auth's refusals before a decision read like a deny with no policy.
-            return response.json(serde_json::json!({
-                "decision": "deny", "determining_policies": [], "errors": [chain(self)],
-            }));
-        }
-        response.json(ErrorBody { error: self.code(), message: self.message() })
+            forward::deny_body(&[], &[chain(self)])
+        } else {
+            serde_json::json!({ "error": self.code(), "message": self.message() })
+        };
+        Refusal { status: status.as_u16(), challenge, body }
     }
 }
 

@@ -19,6 +19,8 @@
 //! [`filter`] answers the list question ("which resources may I touch?") from the same
 //! policies, as a condition tree and SQL.
 //!
+//! [`grpc`] answers Envoy's gRPC ext_authz the same way, on a listener of its own.
+//!
 //! [`http`] exposes the stages, [`error`] maps their failures to HTTP, [`startup`] wires it all
 //! from [`config`]; [`db`] owns the connection and migrations, [`dev`] the local dev keys.
 
@@ -32,6 +34,7 @@ pub mod dev;
 pub mod error;
 pub mod filter;
 pub mod forward;
+pub mod grpc;
 pub mod http;
 pub mod limits;
 pub mod metrics;

@@ -3,7 +3,8 @@
 //! [`build`] loads and validates the policies, checks that every pool's principal fits the
 //! schema, connects and migrates the database, fetches every pool's keys, starts the background
 //! tasks (key refreshers, the change follower that keeps caches coherent, the revocation purge),
-//! waits until changes are watched, and binds the HTTP server to the given listener. Anything wrong refuses to
+//! waits until changes are watched, and binds the HTTP server to the given listener, and the
+//! gRPC server to `server.grpc_bind`. Anything wrong refuses to
 //! start with every problem listed; a pool whose keys cannot be fetched yet does not, it only
 //! keeps `/readyz` at 503 until its keys arrive.
 
@@ -23,7 +24,8 @@ use crate::decision::reload::{self, Policies};
 use crate::decision_log::DecisionLog;
 use crate::filter::{Dialect, SearchDb};
 use crate::forward::resources::ResourceStore;
-use crate::http::openapi::{self, ApiDoc, Document};
+use crate::grpc::GrpcServer;
+use crate::http::openapi::{self, ApiDoc};
 use crate::http::pipeline::{limit_headers, request_id};
 use crate::http::state::AppState;
 use crate::metrics::Metrics;
@@ -36,6 +38,7 @@ use crate::{db, decision, dev, http};
 pub struct Application {
     port: u16,
     server: Server,
+    grpc: Option<GrpcServer>,
     background: Vec<tokio::task::JoinHandle<()>>,
     decision_log: Arc<DecisionLog>,
 }
@@ -46,10 +49,18 @@ impl Application {
         self.port
     }
 
+    /// The port of the gRPC server, when `server.grpc_bind` is set.
+    pub fn grpc_port(&self) -> Option<u16> {
+        self.grpc.as_ref().map(|grpc| grpc.address().port())
+    }
+
     /// Serves until the server stops (SIGINT or SIGTERM: in-flight requests finish first),
-    /// then writes every queued decision record.
+    /// then stops the gRPC server and writes every queued decision record.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        if let Some(grpc) = self.grpc {
+            grpc.stop().await;
+        }
         for task in self.background {
             task.abort();
         }
@@ -145,6 +156,16 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
         }
     }));
 
+    let grpc = match settings.server.grpc_bind {
+        Some(address) => {
+            let grpc = GrpcServer::start(address, state.clone().into_inner())
+                .await
+                .with_context(|| format!("cannot listen on server.grpc_bind {address}"))?;
+            tracing::info!(grpc_bind = %grpc.address(), "gRPC ext_authz listening");
+            Some(grpc)
+        }
+        None => None,
+    };
     let port = listener.local_addr()?.port();
     let server = HttpServer::new(move || {
         let (app, api) = App::new()
@@ -153,7 +174,7 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
             .app_data(state.clone())
             .configure(http::routes)
             .split_for_parts();
-        let document = Document(api.to_json().unwrap_or_default());
+        let document = openapi::render(api);
         app.wrap(from_fn(limit_headers))
             .wrap(from_fn(request_id))
             .app_data(web::Data::new(document))
@@ -162,5 +183,5 @@ pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<
     .client_request_timeout(settings.server.request_timeout)
     .listen(listener)?
     .run();
-    Ok(Application { port, server, background, decision_log })
+    Ok(Application { port, server, grpc, background, decision_log })
 }

@@ -125,6 +125,9 @@ pub struct Settings {
 pub struct ServerSettings {
     /// Listening address of the HTTP server.
     pub bind: SocketAddr,
+    /// Listening address of the gRPC server (Envoy's ext_authz, gRPC health); `""`: none.
+    #[serde(default, deserialize_with = "optional_address")]
+    pub grpc_bind: Option<SocketAddr>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Longest a request may take; also the limit for receiving a request's headers.
@@ -368,6 +371,17 @@ impl Written {
             resources,
             authzen,
         })
+    }
+}
+
+/// `""` (none) or an IP socket address.
+fn optional_address<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    match text.trim() {
+        "" => Ok(None),
+        address => address.parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("`{address}` is not an IP socket address such as 127.0.0.1:8181"))
+        }),
     }
 }
 

@@ -44,6 +44,10 @@ pub enum ForwardError {
     /// The decision failed for a reason that is not the caller's (`500`).
     #[error(transparent)]
     Decision(DecisionError),
+    /// An identity value cannot be a header value (a control character in a claim), so the
+    /// allow cannot be passed on (`500`).
+    #[error("`{0}` cannot be sent as a header value")]
+    IdentityHeader(String),
 }
 
 /// The route of a proxied request; the query string and fragment are not part of it.
@@ -91,7 +95,10 @@ pub fn decide(decider: &Decider, principal: &Principal, ask: &AccessRequest) -> 
 }
 
 /// The identity headers an allow adds for the upstream, names in lower case.
-pub fn identity_headers(principal: &Principal) -> Vec<(String, String)> {
+///
+/// A value with a control character (tab aside) is refused rather than handed to a proxy that
+/// might write it out as is, splitting the header.
+pub fn identity_headers(principal: &Principal) -> Result<Vec<(String, String)>, ForwardError> {
     let mut headers = vec![
         ("x-poolgate-pool".to_owned(), principal.pool.clone()),
         ("x-poolgate-sub".to_owned(), principal.sub.clone()),
@@ -100,5 +107,14 @@ pub fn identity_headers(principal: &Principal) -> Vec<(String, String)> {
     for (name, value) in &principal.attributes {
         headers.push((format!("x-poolgate-attr-{}", name.to_ascii_lowercase()), value.clone()));
     }
-    headers
+    match headers.iter().find(|(_, value)| value.bytes().any(|byte| (byte < b' ' && byte != b'\t') || byte == 0x7f)) {
+        Some((name, _)) => Err(ForwardError::IdentityHeader(name.clone())),
+        None => Ok(headers),
+    }
+}
+
+/// The body of a deny, as `/v1/check` words it: Cedar's determining policies and errors, or no
+/// policy and the reason for a refusal before a decision.
+pub fn deny_body(determining_policies: &[String], errors: &[String]) -> serde_json::Value {
+    serde_json::json!({ "decision": "deny", "determining_policies": determining_policies, "errors": errors })
 }

@@ -11,7 +11,6 @@
 use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, route, web};
-use serde_json::json;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::forward::routes::Target;
@@ -37,6 +36,7 @@ pub const PATH: &str = "/v1/forward-auth";
         (status = 400, description = "Half a pair of forwarded headers, or both pairs", body = ErrorBody),
         (status = 401, description = "Missing or rejected token", body = ErrorBody),
         (status = 403, description = "Deny, no route, or a non-canonical path"),
+        (status = 500, description = "Internal error", body = ErrorBody),
         (status = 503, description = "Keys or database unavailable, or timeout", body = ErrorBody),
     )
 )]
@@ -62,8 +62,10 @@ pub async fn forward_auth(request: HttpRequest, state: web::Data<AppState>) -> R
     params(("original" = String, Path, description = "The original path")),
     responses(
         (status = 200, description = "Allow; identity in X-Poolgate-Pool, X-Poolgate-Sub, X-Poolgate-Groups"),
+        (status = 400, description = "Half a pair of forwarded headers, or both pairs (a pair overrides the path)", body = ErrorBody),
         (status = 401, description = "Missing or rejected token", body = ErrorBody),
         (status = 403, description = "Deny, no route, or a non-canonical path"),
+        (status = 500, description = "Internal error", body = ErrorBody),
         (status = 503, description = "Keys or database unavailable, or timeout", body = ErrorBody),
     )
 )]
@@ -93,17 +95,14 @@ async fn decide(request: &HttpRequest, state: &AppState, started: Instant) -> Re
     let ask =
         forward::question(action, resource_type, resource_id, &principal, &folder.decider, &state.resources).await?;
     let decision = forward::decide(&folder.decider, &principal, &ask)?;
+    let identity = if decision.allow { forward::identity_headers(&principal)? } else { Vec::new() };
     let version = folder.decider.version();
     state.decision_log.decided(&request_id_of(request), &principal, &ask, &decision, version, started);
     if !decision.allow {
-        return Ok(HttpResponse::Forbidden().json(json!({
-            "decision": "deny",
-            "determining_policies": decision.determining_policies,
-            "errors": decision.errors,
-        })));
+        return Ok(HttpResponse::Forbidden().json(forward::deny_body(&decision.determining_policies, &decision.errors)));
     }
     let mut response = HttpResponse::Ok();
-    for header in forward::identity_headers(&principal) {
+    for header in identity {
         response.insert_header(header);
     }
     Ok(response.finish())

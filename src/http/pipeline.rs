@@ -2,7 +2,9 @@
 //! limits, the request timeout, authentication (stages 1 and 2), and the JSON body.
 //!
 //! A handler calls [`guarded`] around its own steps, and [`authenticate`] or
-//! [`authenticate_then_read`] first among them; no handler imports another handler.
+//! [`authenticate_then_read`] first among them; no handler imports another handler. The gRPC
+//! front end, which has no actix request, calls [`bounded`], [`authenticate_tokens`] and
+//! [`request_id_from`] instead.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -43,14 +45,15 @@ impl RequestId {
     }
 
     fn of(request: &ServiceRequest) -> Self {
-        let given = request.headers().get(REQUEST_ID_HEADER).filter(|value| {
-            let bytes = value.as_bytes();
-            !bytes.is_empty() && bytes.len() <= MAX_REQUEST_ID && bytes.iter().all(|b| b.is_ascii_graphic())
-        });
+        let given = request.headers().get(REQUEST_ID_HEADER).filter(|value| Self::acceptable(value.as_bytes()));
         match given {
             Some(value) => Self(value.clone()),
             None => Self::generate(),
         }
+    }
+
+    fn acceptable(given: &[u8]) -> bool {
+        !given.is_empty() && given.len() <= MAX_REQUEST_ID && given.iter().all(|b| b.is_ascii_graphic())
     }
 
     fn generate() -> Self {
@@ -64,6 +67,15 @@ impl RequestId {
         });
         let id = format!("{prefix:08x}-{:012x}", COUNTER.fetch_add(1, Ordering::Relaxed));
         Self(HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("unknown")))
+    }
+}
+
+/// The id of a request that did not come through [`request_id`] (a gRPC call): `given`, the
+/// caller's id, under the same rules.
+pub fn request_id_from(given: Option<&str>) -> String {
+    match given.filter(|given| RequestId::acceptable(given.as_bytes())) {
+        Some(given) => given.to_owned(),
+        None => RequestId::generate().as_str().to_owned(),
     }
 }
 
@@ -110,10 +122,21 @@ pub async fn guarded(
     started: Instant,
     steps: impl Future<Output = Result<HttpResponse, ApiError>>,
 ) -> Result<HttpResponse, ApiError> {
+    bounded(|| request_id_of(request), state, started, steps).await
+}
+
+/// [`guarded`] for any front end: runs `steps` within `server.request_timeout`, and sends a
+/// refusal to the decision log under the request id `request_id` gives.
+pub async fn bounded<T>(
+    request_id: impl FnOnce() -> String,
+    state: &AppState,
+    started: Instant,
+    steps: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
     let result = tokio::time::timeout(state.request_timeout, steps).await.unwrap_or(Err(ApiError::Timeout));
     if let Err(err) = &result {
         let version = state.policies.current();
-        state.decision_log.refused(&request_id_of(request), err.code(), version.decider.version(), started);
+        state.decision_log.refused(&request_id(), err.code(), version.decider.version(), started);
     }
     result
 }
@@ -122,9 +145,19 @@ pub async fn guarded(
 /// resolves the principal against the admin tables.
 pub async fn authenticate(request: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
     let headers: Vec<&[u8]> = request.headers().get_all(AUTHORIZATION).map(|value| value.as_bytes()).collect();
-    let bearer = bearer::extract(&headers)?;
     let id_tokens: Vec<&[u8]> = request.headers().get_all(ID_TOKEN_HEADER).map(|value| value.as_bytes()).collect();
-    let token = match id_tokens.as_slice() {
+    authenticate_tokens(&headers, &id_tokens, state).await
+}
+
+/// [`authenticate`] for any front end, from the values of the token headers however they
+/// arrived: every `Authorization` value, and every `X-Id-Token` value.
+pub async fn authenticate_tokens(
+    authorization: &[&[u8]],
+    id_tokens: &[&[u8]],
+    state: &AppState,
+) -> Result<Principal, ApiError> {
+    let bearer = bearer::extract(authorization)?;
+    let token = match id_tokens {
         [] => state.verifier.verify(bearer).await?,
         [[]] => return Err(TokenError::Malformed("X-Id-Token is empty".into()).into()),
         [id_token] => state.verifier.verify_pair(bearer, bearer::raw(id_token)?).await?,

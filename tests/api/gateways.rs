@@ -1,8 +1,9 @@
 //! Real reverse proxies in front of a recording upstream, each running its shipped example
 //! (`examples/<proxy>/`) exactly as shipped but for the documented addresses (the application
-//! on 127.0.0.1:8080, poolgate on 127.0.0.1:8180, the proxy on 127.0.0.1:8000), with poolgate
-//! deciding: nginx (auth_request), Caddy (forward_auth), Traefik (ForwardAuth), Envoy (HTTP
-//! ext_authz) and HAProxy (a Lua auth subrequest).
+//! on 127.0.0.1:8080, poolgate on 127.0.0.1:8180 or its gRPC listener on 127.0.0.1:8181, the
+//! proxy on 127.0.0.1:8000), with poolgate deciding: nginx (auth_request), Caddy
+//! (forward_auth), Traefik (ForwardAuth), Envoy (HTTP ext_authz, and gRPC ext_authz) and
+//! HAProxy (a Lua auth subrequest).
 //!
 //! Every proxy goes through one scenario: an allowed request reaches the upstream with the
 //! verified identity; a missing or invalid token gets a 401 with its challenge, a denied one a
@@ -32,8 +33,17 @@ struct Gateway {
     /// Whether the example removes every client `X-Poolgate-*` header, not only the ones it
     /// sets: nginx cannot remove headers by prefix (see its example).
     strips_every_identity_header: bool,
+    /// Which of poolgate's listeners the proxy calls.
+    listener: Listener,
     /// Writes the example into `dir` with the test's addresses; the command that runs it.
     launch: fn(binary: &Path, dir: &Path, ports: &Ports) -> Command,
+}
+
+/// poolgate's HTTP listener (`server.bind`), or its gRPC one (`server.grpc_bind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    Http,
+    Grpc,
 }
 
 /// The ports of the addresses the examples document, as the test chose them (all on 127.0.0.1).
@@ -43,16 +53,50 @@ struct Ports {
     proxy: u16,
 }
 
-const NGINX: Gateway =
-    Gateway { name: "nginx", binary: "nginx", strips_every_identity_header: false, launch: launch_nginx };
-const CADDY: Gateway =
-    Gateway { name: "caddy", binary: "caddy", strips_every_identity_header: true, launch: launch_caddy };
-const TRAEFIK: Gateway =
-    Gateway { name: "traefik", binary: "traefik", strips_every_identity_header: true, launch: launch_traefik };
-const ENVOY_HTTP: Gateway =
-    Gateway { name: "envoy", binary: "envoy", strips_every_identity_header: true, launch: launch_envoy_http };
-const HAPROXY: Gateway =
-    Gateway { name: "haproxy", binary: "haproxy", strips_every_identity_header: true, launch: launch_haproxy };
+const NGINX: Gateway = Gateway {
+    name: "nginx",
+    binary: "nginx",
+    strips_every_identity_header: false,
+    listener: Listener::Http,
+    launch: launch_nginx,
+};
+const CADDY: Gateway = Gateway {
+    name: "caddy",
+    binary: "caddy",
+    strips_every_identity_header: true,
+    listener: Listener::Http,
+    launch: launch_caddy,
+};
+const TRAEFIK: Gateway = Gateway {
+    name: "traefik",
+    binary: "traefik",
+    strips_every_identity_header: true,
+    listener: Listener::Http,
+    launch: launch_traefik,
+};
+const ENVOY_HTTP: Gateway = Gateway {
+    name: "envoy",
+    binary: "envoy",
+    strips_every_identity_header: true,
+    listener: Listener::Http,
+    launch: launch_envoy_http,
+};
+/// Envoy's gRPC ext_authz: the client's other `x-poolgate-*` headers go by poolgate's
+/// `headers_to_remove`, not by a filter of the example.
+const ENVOY_GRPC: Gateway = Gateway {
+    name: "envoy-grpc",
+    binary: "envoy",
+    strips_every_identity_header: true,
+    listener: Listener::Grpc,
+    launch: launch_envoy_grpc,
+};
+const HAPROXY: Gateway = Gateway {
+    name: "haproxy",
+    binary: "haproxy",
+    strips_every_identity_header: true,
+    listener: Listener::Http,
+    launch: launch_haproxy,
+};
 
 #[tokio::test]
 async fn nginx() {
@@ -75,6 +119,11 @@ async fn envoy_http() {
 }
 
 #[tokio::test]
+async fn envoy_grpc() {
+    scenario(&ENVOY_GRPC).await;
+}
+
+#[tokio::test]
 async fn haproxy() {
     scenario(&HAPROXY).await;
 }
@@ -83,8 +132,12 @@ async fn haproxy() {
 async fn scenario(gateway: &Gateway) {
     let Some(binary) = require_binary(gateway.binary) else { return };
     let name = gateway.name;
-    let (world, _policies) = poolgate_with_stock().await;
-    let poolgate: SocketAddr = world.app.address.trim_start_matches("http://").parse().unwrap();
+    let grpc_port = (gateway.listener == Listener::Grpc).then(free_port);
+    let (world, _policies) = poolgate_with_stock(grpc_port).await;
+    let poolgate: SocketAddr = match grpc_port {
+        Some(port) => SocketAddr::from(([127, 0, 0, 1], port)),
+        None => world.app.address.trim_start_matches("http://").parse().unwrap(),
+    };
     // The proxy reaches poolgate through a TCP relay that can take it down (e).
     let relay = FaultProxy::start(poolgate).await;
     let upstream = Upstream::start();
@@ -199,7 +252,8 @@ async fn scenario(gateway: &Gateway) {
 /// A poolgate whose routes also send `GET /stock/{sku}` to the merchant pool's `Stock`, whose
 /// `org_id` comes from a table: stock `sku-1` belongs to organisation `o1`. The merchant pool
 /// maps `custom:org_id` to the `org_id` attribute, so its tokens carry `X-Poolgate-Attr-org_id`.
-async fn poolgate_with_stock() -> (World, tempfile::TempDir) {
+/// With `grpc_port`, its gRPC listener is on that port too.
+async fn poolgate_with_stock(grpc_port: Option<u16>) -> (World, tempfile::TempDir) {
     let policies = tempfile::tempdir().unwrap();
     copy_policies(policies.path());
     let routes = policies.path().join("routes.toml");
@@ -212,6 +266,9 @@ async fn poolgate_with_stock() -> (World, tempfile::TempDir) {
     let world = World::start_with(&Backend::Sqlite, |config| {
         set(config, &["policies", "dir"], dir);
         set(config, &["resources", "Stock", "query"], "SELECT org_id FROM stock WHERE sku = $1");
+        if let Some(port) = grpc_port {
+            set(config, &["server", "grpc_bind"], format!("127.0.0.1:{port}"));
+        }
     })
     .await;
     world.db.execute("CREATE TABLE stock (sku TEXT PRIMARY KEY, org_id TEXT NOT NULL)").await;
@@ -444,8 +501,7 @@ fn launch_traefik(binary: &Path, dir: &Path, ports: &Ports) -> Command {
     command
 }
 
-/// Envoy: started by this process itself (it stops when the shell that started it exits), with
-/// hot restart off and a base id of its own, so no shared memory is shared with another Envoy.
+/// Envoy with HTTP ext_authz.
 fn launch_envoy_http(binary: &Path, dir: &Path, ports: &Ports) -> Command {
     let configuration = ship(
         "envoy-http/envoy.yaml",
@@ -457,6 +513,27 @@ fn launch_envoy_http(binary: &Path, dir: &Path, ports: &Ports) -> Command {
             ("port_value: 8000", format!("port_value: {}", ports.proxy)),
         ],
     );
+    run_envoy(binary, &configuration)
+}
+
+/// Envoy with gRPC ext_authz: poolgate's gRPC listener is 127.0.0.1:8181 in the example.
+fn launch_envoy_grpc(binary: &Path, dir: &Path, ports: &Ports) -> Command {
+    let configuration = ship(
+        "envoy-grpc/envoy.yaml",
+        dir,
+        &[
+            ("port_value: 8080", format!("port_value: {}", ports.app)),
+            ("port_value: 8181", format!("port_value: {}", ports.poolgate)),
+            ("port_value: 8000", format!("port_value: {}", ports.proxy)),
+        ],
+    );
+    run_envoy(binary, &configuration)
+}
+
+/// Envoy on `configuration`: started by this process itself (it stops when the shell that
+/// started it exits), with hot restart off and a base id of its own, so no shared memory is
+/// shared with another Envoy.
+fn run_envoy(binary: &Path, configuration: &Path) -> Command {
     let base_id = (uuid::Uuid::new_v4().as_u128() % 1_000_000).to_string();
     let mut command = Command::new(binary);
     command.arg("-c").arg(configuration).args([

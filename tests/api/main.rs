@@ -28,6 +28,7 @@ mod filter_conformance;
 mod filter_http;
 mod forward_auth;
 mod gateways;
+mod grpc;
 mod lifecycle;
 mod observability;
 mod policy_matrix;

@@ -84,6 +84,19 @@ async fn the_openapi_document_lists_exactly_the_served_routes() {
             assert!(status != 404 && status != 405, "{method} {path}: {status}");
         }
     }
+    // Each operation has an operationId of its own, one handler serving several methods too,
+    // and documents the limits' answers.
+    let mut ids = std::collections::HashSet::new();
+    for (path, operations) in paths {
+        for (method, operation) in operations.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap();
+            assert!(ids.insert(id.to_owned()), "{method} {path}: `{id}` again");
+            assert!(operation["responses"]["431"].is_object(), "{method} {path}");
+            let has_body = operation.get("requestBody").is_some();
+            assert_eq!(operation["responses"]["413"].is_object(), has_body, "{method} {path}");
+        }
+    }
+    assert_eq!(paths["/v1/forward-auth"]["delete"]["operationId"], "forward_auth_delete");
 }
 
 #[tokio::test]
