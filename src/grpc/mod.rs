@@ -3,7 +3,7 @@
 //! `grpc.health.v1.Health`, which reports `SERVING`.
 //!
 //! It runs on a Tokio runtime and thread of its own, beside actix-web's workers, and reads the
-//! same [`AppState`]. tonic serves it without its axum router: [`Services`] sends each call to
+//! same [`AppState`]. tonic serves it without its axum router: `Services` sends each call to
 //! its service by the path's service name. `startup.rs` starts it and stops it after the HTTP
 //! server.
 
