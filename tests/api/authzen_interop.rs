@@ -1,7 +1,8 @@
 //! Every published decision of the OpenID AuthZEN interop scenarios, replayed against a real
 //! poolgate running the matching example under `examples/authzen/`, in trusted-caller mode with
 //! the example's API key sent as the interop clients send it (the bare key in `Authorization`).
-//! The decisions are data, copied unchanged into `tests/fixtures/authzen/` (see its README).
+//! The published decisions are restated as facts in `tests/fixtures/authzen/*.toml` (who asks
+//! what, and the expected answer); [`published`] turns them back into AuthZEN requests.
 //!
 //! - Todo 1.0 (drafts 01 and 02, the latter with its batch) and the API gateway scenario, on
 //!   `examples/authzen/todo`: the gateway names subjects `identity`, the Todo app `user`.
@@ -11,18 +12,95 @@
 //! unlike them, every status is checked too (a deny is a `200`).
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::authzen::{start_example, zen};
 use crate::helpers::{backends, repo_path};
 
-fn fixture(name: &str) -> Value {
-    let path = repo_path(&format!("tests/fixtures/authzen/{name}"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+/// `type:id` as an AuthZEN entity; the id may itself hold `:`.
+fn entity(typed: &str) -> Value {
+    let (type_name, id) = typed.split_once(':').unwrap();
+    json!({ "type": type_name, "id": id })
 }
 
-fn cases<'a>(data: &'a Value, key: &str) -> &'a [Value] {
-    data.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+fn entities(list: &toml::Value) -> Vec<Value> {
+    list.as_array().unwrap().iter().map(|item| entity(item.as_str().unwrap())).collect()
+}
+
+fn text(table: &toml::Value, key: &str) -> String {
+    table[key].as_str().unwrap().to_owned()
+}
+
+/// A resource entity, with its properties when the case gives some.
+fn resource(table: &toml::Value) -> Value {
+    let mut resource = entity(table["resource"].as_str().unwrap());
+    if let Some(properties) = table.get("properties") {
+        resource["properties"] = serde_json::to_value(properties).unwrap();
+    }
+    resource
+}
+
+/// The cases of one fixture file's `kind`, as `{"request", "expected"}` pairs; for decisions,
+/// only those of `scenario`.
+fn published(file: &str, kind: &str, scenario: Option<&str>) -> Vec<Value> {
+    let path = repo_path(&format!("tests/fixtures/authzen/{file}"));
+    let data: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    let cases = data.get(kind).and_then(toml::Value::as_array).cloned().unwrap_or_default();
+    let in_scenario = |case: &toml::Value| scenario.is_none_or(|scenario| case["scenario"].as_str() == Some(scenario));
+    cases
+        .iter()
+        .filter(|case| in_scenario(case))
+        .map(|case| {
+            let (request, expected) = match kind {
+                "decision" => (
+                    json!({ "subject": entity(&text(case, "subject")), "action": { "name": text(case, "action") },
+                            "resource": resource(case) }),
+                    json!(case["allow"].as_bool().unwrap()),
+                ),
+                "batch" => {
+                    let items: Vec<Value> =
+                        case["items"].as_array().unwrap().iter().map(|item| json!({ "resource": resource(item) })).collect();
+                    let allow: Vec<Value> = case["allow"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|allow| json!({ "decision": allow.as_bool().unwrap() }))
+                        .collect();
+                    (
+                        json!({ "subject": entity(&text(case, "subject")), "action": { "name": text(case, "action") },
+                                "evaluations": items }),
+                        Value::Array(allow),
+                    )
+                }
+                "subject_search" => (
+                    json!({ "subject": { "type": text(case, "subject_type") }, "action": { "name": text(case, "action") },
+                            "resource": entity(&text(case, "resource")) }),
+                    json!({ "results": entities(&case["subjects"]) }),
+                ),
+                "resource_search" => (
+                    json!({ "subject": entity(&text(case, "subject")), "action": { "name": text(case, "action") },
+                            "resource": { "type": text(case, "resource_type") } }),
+                    json!({ "results": entities(&case["resources"]) }),
+                ),
+                _ => {
+                    let actions: Vec<Value> = case["actions"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|action| json!({ "name": action.as_str().unwrap() }))
+                        .collect();
+                    (
+                        json!({ "subject": entity(&text(case, "subject")), "resource": entity(&text(case, "resource")) }),
+                        json!({ "results": actions }),
+                    )
+                }
+            };
+            let mut pair = Map::new();
+            pair.insert("request".into(), request);
+            pair.insert("expected".into(), expected);
+            Value::Object(pair)
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -30,10 +108,9 @@ async fn every_published_todo_and_api_gateway_decision_is_replayed() {
     for backend in backends() {
         let example = start_example("todo", &backend, |_| {}).await;
         let mut replayed = Vec::new();
-        for file in ["todo-decisions-1_0-01.json", "todo-decisions-1_0-02.json", "gateway-decisions.json"] {
-            let data = fixture(file);
+        for file in ["todo-1.0-01", "todo-1.0-02", "gateway"] {
             let mut singles = 0;
-            for case in cases(&data, "evaluation") {
+            for case in published("todo.toml", "decision", Some(file)) {
                 let answer =
                     zen(&example.app, "/access/v1/evaluation", Some("todo-interop-key"), &case["request"]).await;
                 assert_eq!(answer.status, StatusCode::OK, "{backend:?} {file}: {}: {}", case["request"], answer.body);
@@ -46,7 +123,7 @@ async fn every_published_todo_and_api_gateway_decision_is_replayed() {
                 singles += 1;
             }
             let mut batched = 0;
-            for case in cases(&data, "evaluations") {
+            for case in published("todo.toml", "batch", Some(file)) {
                 let answer =
                     zen(&example.app, "/access/v1/evaluations", Some("todo-interop-key"), &case["request"]).await;
                 assert_eq!(answer.status, StatusCode::OK, "{backend:?} {file}: {}", case["request"]);
@@ -63,11 +140,7 @@ async fn every_published_todo_and_api_gateway_decision_is_replayed() {
         }
         assert_eq!(
             replayed,
-            [
-                ("todo-decisions-1_0-01.json", 40, 0),
-                ("todo-decisions-1_0-02.json", 40, 6),
-                ("gateway-decisions.json", 25, 0)
-            ],
+            [("todo-1.0-01", 40, 0), ("todo-1.0-02", 40, 6), ("gateway", 25, 0)],
             "every published decision, and no other"
         );
     }
@@ -102,9 +175,8 @@ async fn every_published_search_result_is_replayed() {
         let example = start_example("search", &backend, |_| {}).await;
         let mut replayed = Vec::new();
         for kind in ["subject", "resource", "action"] {
-            let data = fixture(&format!("search-{kind}-results.json"));
             let mut count = 0;
-            for case in cases(&data, "evaluation") {
+            for case in published("search.toml", &format!("{kind}_search"), None) {
                 let path = format!("/access/v1/search/{kind}");
                 let answer = zen(&example.app, &path, Some("search-interop-key"), &case["request"]).await;
                 assert_eq!(answer.status, StatusCode::OK, "{backend:?} {kind}: {}: {}", case["request"], answer.body);
