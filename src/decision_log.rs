@@ -1,8 +1,8 @@
 //! The decision log: one JSON record per answer, written by a thread of its own.
 //!
 //! The request path only fills a [`Record`] (owned values, no formatting) and offers it to a
-//! bounded queue; a writer thread serializes records and writes them through a buffer, flushed
-//! when full and at most `FLUSH_INTERVAL` after a record was written. So the request path never waits on I/O. When the queue is full
+//! bounded queue; a writer thread wakes every 20 ms, serializes what is queued, writes it
+//! through a buffer and flushes. So the request path never waits on I/O. When the queue is full
 //! the record is dropped and counted in `poolgate_decision_log_dropped_total`: an answer is
 //! never held back for the log (the trade-off OPA's decision logs make too; size
 //! `decision_log.queue_capacity` for bursts and alert on the counter). [`DecisionLog::close`]
@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -267,41 +267,33 @@ impl DecisionLog {
     }
 }
 
-/// How long a written record may wait in the buffer before it reaches the sink. Flushing per
-/// record would cost a system call per answer under load; flushing only when the buffer fills
-/// would hold a quiet period's records back indefinitely.
-const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the writer wakes to drain the queue and flush. The writer never blocks on the
+/// queue: a blocked receiver would have to be woken by every record's send, a system call and a
+/// context switch per answer on the request path. A record waits at most this long.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
 
-/// The writer thread: one JSON line per record, flushed when the buffer fills, and at the
-/// latest [`FLUSH_INTERVAL`] after the oldest unflushed record.
+/// The writer thread: every [`DRAIN_INTERVAL`], writes whatever is queued, one JSON line per
+/// record, through its buffer, and flushes; stops at [`Message::Close`], after the records
+/// queued before it.
 fn write_records(records: &Receiver<Message>, mut out: BufWriter<Box<dyn Write + Send>>) {
-    let mut flush_by: Option<Instant> = None;
     loop {
-        let message = match flush_by {
-            None => records.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(deadline) => records.recv_timeout(deadline.saturating_duration_since(Instant::now())),
-        };
-        match message {
-            Ok(Message::Record(record)) => {
-                // A record that cannot be written (a full disk) is lost; the next one tries again.
-                if serde_json::to_writer(&mut out, &record).is_ok() {
-                    let _ = out.write_all(b"\n");
+        std::thread::sleep(DRAIN_INTERVAL);
+        loop {
+            match records.try_recv() {
+                Ok(Message::Record(record)) => {
+                    // A record that cannot be written (a full disk) is lost; the next one tries again.
+                    if serde_json::to_writer(&mut out, &record).is_ok() {
+                        let _ = out.write_all(b"\n");
+                    }
                 }
-                let deadline = *flush_by.get_or_insert_with(|| Instant::now() + FLUSH_INTERVAL);
-                if Instant::now() >= deadline {
+                Ok(Message::Close) | Err(TryRecvError::Disconnected) => {
                     let _ = out.flush();
-                    flush_by = None;
+                    return;
                 }
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                let _ = out.flush();
-                flush_by = None;
-            }
-            Ok(Message::Close) | Err(RecvTimeoutError::Disconnected) => {
-                let _ = out.flush();
-                return;
+                Err(TryRecvError::Empty) => break,
             }
         }
+        let _ = out.flush();
     }
 }
 
@@ -346,7 +338,7 @@ mod tests {
         let gate = Gate { entered, open, written: Arc::clone(&written) };
         let log = DecisionLog::with_sink(&settings, std::iter::empty(), Box::new(gate), Arc::clone(&metrics)).unwrap();
         log.refused("first", "token_expired", "v", Instant::now());
-        // The writer flushes the first record into the stalled sink (within FLUSH_INTERVAL) and
+        // The writer flushes the first record into the stalled sink (within DRAIN_INTERVAL) and
         // stays there.
         reached.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
         for _ in 0..100 {
