@@ -589,6 +589,7 @@ async fn groups_granted_in_sql_join_the_tokens_groups_and_reach_every_replica_at
         // A group granted in another pool is not this pool's.
         db.execute("INSERT INTO principal_groups (pool, subject, group_name) VALUES ('merchant', 'gus', 'admins')")
             .await;
+        // Nothing can be awaited: this checks that nothing changes.
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(replicas[0].check(&gus, delete.clone()).await.outcome(), "deny");
     }

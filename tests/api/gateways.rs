@@ -17,13 +17,13 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Backend, World, copy_policies, repo_path, set};
+use crate::helpers::{Backend, World, copy_policies, eventually, repo_path, set};
 use crate::proxy::{Fault, FaultProxy};
 
 /// One reverse proxy: how to run its shipped example.
@@ -397,21 +397,11 @@ impl RunningProxy {
     async fn wait_until_it_serves(&self, upstream: &Upstream) {
         let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().unwrap();
         let url = format!("http://127.0.0.1:{}/public/ping", self.port);
-        let started = Instant::now();
-        loop {
-            if let Ok(answer) = client.get(&url).send().await
-                && answer.status() == StatusCode::OK
-            {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "{} did not start serving within 30 s\n--- log:\n{}",
-                self.name,
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let serving = eventually(Duration::from_secs(30), || async {
+            client.get(&url).send().await.is_ok_and(|answer| answer.status() == StatusCode::OK)
+        })
+        .await;
+        assert!(serving, "{} did not start serving within 30 s\n--- log:\n{}", self.name, self.log());
         upstream.take();
     }
 

@@ -139,6 +139,8 @@ async fn dev_tokens_minted_by_the_cli_are_accepted_by_the_service() {
         dir = "{policies}"
         [dev]
         keys_dir = "{keys}"
+        [decision_log]
+        sink = "/dev/null"
         [pools.wallet]
         issuer = "https://dev.example/wallet"
         dev_key = true

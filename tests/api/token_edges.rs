@@ -6,14 +6,14 @@
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use serde_json::{Value, json};
 use toml::Table;
 
 use crate::fake_issuer::{CLIENT_ID, KEYS};
-use crate::helpers::{Answer, Backend, TestApp, World, ask, set};
+use crate::helpers::{Answer, Backend, TestApp, World, ask, eventually, set};
 
 fn wallet_read() -> Value {
     ask("read", "Wallet", "w-1", json!({ "owner": "wil" }))
@@ -142,18 +142,6 @@ async fn failed_fetches(app: &TestApp) -> f64 {
     text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
 }
 
-/// Polls `condition` every 25 ms for up to 5 s; whether it came true.
-async fn eventually<F: Future<Output = bool>>(mut condition: impl FnMut() -> F) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if condition().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    false
-}
-
 /// A wallet token signed with the known key, never seen before (so never served from the
 /// verified-token cache).
 fn fresh_known_token(world: &World, label: &str) -> String {
@@ -169,7 +157,7 @@ async fn a_broken_key_set_on_the_background_refresh_keeps_the_last_good_keys() {
         let failed = failed_fetches(&world.app).await;
         endpoint.serve(document);
         assert!(
-            eventually(|| async { failed_fetches(&world.app).await > failed }).await,
+            eventually(Duration::from_secs(5), || async { failed_fetches(&world.app).await > failed }).await,
             "{label}: the refresh was not counted as a failed fetch"
         );
         let answer = world.app.check(&fresh_known_token(&world, label), wallet_read()).await;
@@ -181,7 +169,10 @@ async fn a_broken_key_set_on_the_background_refresh_keeps_the_last_good_keys() {
     endpoint.serve(json!({ "keys": [KEYS["rotated"].jwk()] }));
     let rotated = KEYS["rotated"].sign(&world.issuer.id_claims("wallet", "wil")).unwrap();
     assert!(
-        eventually(|| async { world.app.check(&rotated, wallet_read()).await.outcome() == "allow" }).await,
+        eventually(Duration::from_secs(5), || async {
+            world.app.check(&rotated, wallet_read()).await.outcome() == "allow"
+        })
+        .await,
         "the rotated key was never picked up"
     );
 }
@@ -195,7 +186,7 @@ async fn a_broken_key_set_fetched_for_an_unknown_kid_keeps_the_last_good_keys() 
     for (label, document) in broken_key_sets() {
         let (failed, hits) = (failed_fetches(&world.app).await, endpoint.hits());
         endpoint.serve(document);
-        let refetched = eventually(|| async {
+        let refetched = eventually(Duration::from_secs(5), || async {
             let answer = world.app.check(&unknown_kid, wallet_read()).await;
             assert_refused(&answer, "unknown_key", label);
             endpoint.hits() > hits
