@@ -23,7 +23,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Backend, World, copy_policies, eventually, repo_path, set};
+use crate::helpers::{Backend, World, copy_policies, eventually, repo_path, require_binary, set};
 use crate::proxy::{Fault, FaultProxy};
 
 /// One reverse proxy: how to run its shipped example.
@@ -274,24 +274,6 @@ async fn poolgate_with_stock(grpc_port: Option<u16>) -> (World, tempfile::TempDi
     world.db.execute("CREATE TABLE stock (sku TEXT PRIMARY KEY, org_id TEXT NOT NULL)").await;
     world.db.execute("INSERT INTO stock (sku, org_id) VALUES ('sku-1', 'o1')").await;
     (world, policies)
-}
-
-/// The proxy's binary: on `PATH` or in the sbin folders. Missing, it skips the test (`None`),
-/// unless `CI` is set: then the test fails.
-fn require_binary(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain(["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{name} is not installed, and CI must run every gateway test: .ci/install-proxies installs it"
-        );
-        eprintln!("skipped: {name} is not installed (.ci/run installs it)");
-    }
-    found
 }
 
 /// One request as the upstream received it.

@@ -22,7 +22,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::fake_issuer::{FakeIssuer, Mode};
 use crate::helpers::{
-    Backend, ProcessApp, TestDatabase, backends, base_config, eventually, repo_path, set, skip_unless_ci,
+    Backend, ProcessApp, TestDatabase, backends, base_config, eventually, repo_path, require_binary, set,
 };
 
 /// A poolgate with its gRPC listener on port 0, and a channel to it.
@@ -332,7 +332,7 @@ async fn the_grpc_listener_stops_with_the_process() {
 
 #[tokio::test]
 async fn grpcurl_gets_an_allow_with_envoy_types_descriptors() {
-    let Some(grpcurl) = binary("grpcurl") else { return };
+    let Some(grpcurl) = require_binary("grpcurl") else { return };
     let app = GrpcApp::start(|_| {}, |_, _| {}).await;
     let admin = app.issuer.token("admin", "ada", &["admins"], json!({}));
     let data = json!({ "attributes": { "request": { "http": {
@@ -394,17 +394,4 @@ fn envoy_types_descriptors() -> PathBuf {
     let package = metadata["packages"].as_array().unwrap().iter().find(|package| package["name"] == "envoy-types");
     let manifest = PathBuf::from(package.unwrap()["manifest_path"].as_str().unwrap());
     manifest.parent().unwrap().join("src/generated/types.bin")
-}
-
-/// `name` on the `PATH` or in /usr/local/bin; missing, the test is skipped, unless under CI.
-fn binary(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/local/bin")])
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file());
-    if found.is_none() {
-        skip_unless_ci(name, ".ci/install-proxies installs it");
-    }
-    found
 }

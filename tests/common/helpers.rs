@@ -57,6 +57,20 @@ pub fn skip_unless_ci(component: &str, reason: &str) {
     eprintln!("skipped: {component} is missing ({reason}); .ci/run provides it");
 }
 
+/// A third-party binary (a proxy, grpcurl): on the `PATH` or in the sbin and bin folders.
+/// Missing, the test is skipped (`None`), saying so; under CI it fails.
+pub fn require_binary(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file());
+    if found.is_none() {
+        skip_unless_ci(name, ".ci/install-proxies installs it");
+    }
+    found
+}
+
 /// SQLite always; PostgreSQL when `POOLGATE_TEST_POSTGRES_URL` is set (skipping it says so,
 /// and fails under CI).
 pub fn backends() -> Vec<Backend> {
